@@ -1,0 +1,3 @@
+from fewshot.cli.main import main
+
+raise SystemExit(main())

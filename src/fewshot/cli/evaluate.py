@@ -1,0 +1,78 @@
+"""``fewshot evaluate RUN``: accuracy with 95% CIs on episodes of classes the model never saw."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fewshot.device import resolve_device
+from fewshot.errors import FewShotError
+from fewshot.evaluation.evaluator import EvaluationResult, evaluate
+from fewshot.files import atomic_write_json
+from fewshot.runs import EVALUATION_FILE, load_data, load_run
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="evaluate a trained run on N-way K-shot test episodes",
+        description="Mean accuracy and 95%% confidence interval (1.96 std / sqrt(n)) over a fixed, seeded list "
+                    "of episodes from the test classes; the same seed gives the same episodes for every model. "
+                    "Results are printed and saved to RUN/evaluation.json.",
+    )
+    parser.add_argument("run_dir", metavar="RUN", help="run directory written by `fewshot train`")
+    parser.add_argument("--ways", type=int, nargs="+", default=[5, 20], help="N: classes per episode (default: 5 20)")
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5], help="K: support examples per class "
+                        "(default: 1 5)")
+    parser.add_argument("--queries", type=int, default=15, help="Q: queries per class (default: 15)")
+    parser.add_argument("--episodes", type=int, default=1000, help="episodes per setting (default: 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the episode list (default: 0)")
+    parser.add_argument("--partition", default="test", help="partition to evaluate on (default: test)")
+    parser.add_argument("--dataset", help="evaluate on another dataset than the run's (transfer)")
+    parser.add_argument("--split", help="split of that dataset")
+    parser.add_argument("--data-dir", help="data directory (default: the run's, else $FEWSHOT_DATA)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("ways", "shots"):
+        if any(v < 1 for v in getattr(args, name)):
+            raise FewShotError(f"--{name} must be positive integers, got {getattr(args, name)}")
+    if args.queries < 1 or args.episodes < 1:
+        raise FewShotError("--queries and --episodes must be at least 1")
+    device = resolve_device(args.device)
+    method, config = load_run(args.run_dir, device)
+    if args.dataset:
+        config.dataset, config.split = args.dataset, args.split
+    elif args.split:
+        config.split = args.split
+    if args.data_dir:
+        config.data_dir = args.data_dir
+    dataset = load_data(config, (args.partition,), progress=args.progress).get(args.partition)
+    if dataset is None:
+        raise FewShotError(f"split {config.split!r} of {config.dataset} has no {args.partition!r} partition")
+    for n_way in args.ways:
+        for k_shot in args.shots:
+            dataset.check_episode(n_way, k_shot, args.queries)
+    results: list[EvaluationResult] = []
+    print(f"{config.method} on {dataset} ({args.episodes} episodes per setting, {args.queries} queries per class)")
+    print(f"{'setting':<16}{'accuracy':>10}{'95% CI':>10}{'episodes/s':>12}")
+    for n_way in args.ways:
+        for k_shot in args.shots:
+            result = evaluate(method, dataset, n_way, k_shot, args.queries, args.episodes, args.seed, device,
+                              progress=args.progress)
+            results.append(result)
+            print(f"{f'{n_way}-way {k_shot}-shot':<16}{100 * result.mean:>9.2f}%{100 * result.ci95:>9.2f}"
+                  f"{result.episodes_per_second:>12.0f}", flush=True)
+    save_results(Path(args.run_dir) / EVALUATION_FILE, f"{config.dataset}/{config.split}/{args.partition}", results)
+    return 0
+
+
+def save_results(path: Path, key: str, results: list[EvaluationResult]) -> None:
+    """Merge results into ``evaluation.json`` under ``key`` (atomically)."""
+    existing = json.loads(path.read_text()) if path.exists() else {}
+    section = existing.setdefault(key, {})
+    for r in results:
+        section[f"{r.n_way}-way {r.k_shot}-shot"] = r.to_dict()
+    atomic_write_json(path, existing)

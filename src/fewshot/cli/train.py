@@ -1,0 +1,112 @@
+"""``fewshot train METHOD``: train a method into a run directory."""
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from fewshot.cli.options import add_config_flags, add_method_flags
+from fewshot.device import resolve_device
+from fewshot.errors import FewShotError
+from fewshot.files import atomic_write_text
+from fewshot.methods import METHODS
+from fewshot.runs import CONFIG_FILE, build_method, config_yaml, load_config, load_data
+from fewshot.training.config import RunConfig, available_configs, config_differences, resolve_config
+from fewshot.training.trainer import Trainer
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a few-shot method",
+        description="Train a method on the background classes of a dataset. The paper's settings come from "
+                    f"configs/METHOD_DATASET.yaml (available: {', '.join(available_configs()) or 'none'}); "
+                    "every setting can be overridden by its flag.",
+    )
+    methods = parser.add_subparsers(dest="method", metavar="METHOD", required=True)
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        sub = methods.add_parser(name, help=(cls.__doc__ or "").strip().splitlines()[0],
+                                 description=(cls.__doc__ or "").strip().split("\n\n")[0])
+        sub.add_argument("--config", help="YAML config file (default: the method's config for the dataset)")
+        sub.add_argument("--out", help="run directory to create (default: runs/METHOD_DATASET)")
+        mode = sub.add_mutually_exclusive_group()
+        mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+        mode.add_argument("--overwrite", action="store_true", help="delete an existing run in --out and start anew")
+        sub.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+        sub.set_defaults(run=run, config_flags=add_config_flags(sub), method_flags=add_method_flags(sub, cls))
+
+
+def requested_config(args: argparse.Namespace) -> RunConfig:
+    return resolve_config(
+        args.method, args.config,
+        overrides={k: getattr(args, k) for k in args.config_flags},
+        option_overrides={k: getattr(args, k) for k in args.method_flags},
+    )
+
+
+def resumed_config(args: argparse.Namespace, out: Path) -> RunConfig:
+    """The saved config of ``out`` with the flags given now; only resumable settings may change."""
+    saved = load_config(out)
+    if saved.method != args.method:
+        raise FewShotError(f"{out} holds a {saved.method!r} run; it cannot be resumed as {args.method!r}")
+    values = saved.to_dict()
+    values.update({k: getattr(args, k) for k in args.config_flags if getattr(args, k) is not None})
+    values["options"] = {**saved.options,
+                         **{k: getattr(args, k) for k in args.method_flags if getattr(args, k) is not None}}
+    config = RunConfig.from_dict(values)
+    differences = config_differences(saved, config)
+    if differences:
+        raise FewShotError(f"{out} was trained with other settings ({'; '.join(differences)}); resume with "
+                           "the same settings, or start a new run in another --out")
+    return config
+
+
+def new_run_dir(out: Path, overwrite: bool) -> None:
+    """Create ``out``; an existing run is replaced only with ``--overwrite``."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FewShotError(f"run directory {out} already exists; pass --resume to continue it, --overwrite "
+                               "to replace it, or choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else None
+    if args.resume:
+        if out is None:
+            raise FewShotError("--resume needs --out RUN_DIR: the run to continue")
+        config = resumed_config(args, out)
+    else:
+        config = requested_config(args)
+        out = out or Path(f"runs/{config.method}_{config.dataset}")
+    device = resolve_device(config.device)
+    data = load_data(config, (config.train_partition, "val"), progress=args.progress)
+    train_set = data[config.train_partition]
+    if config.rotate_classes:
+        train_set = train_set.with_rotated_classes()
+    method = build_method(config, train_set.image_shape)
+    if not args.resume:
+        new_run_dir(out, args.overwrite)
+    atomic_write_text(out / CONFIG_FILE, config_yaml(config))
+    print(f"training {config.method} on {train_set} -> {out} ({device})", file=sys.stderr)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        summary = Trainer(method, config, train_set, data.get("val"), out, device, args.progress).fit(args.resume)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if summary["interrupted"]:
+        print(f"interrupted at step {summary['step']}; the checkpoint is saved. Continue with:\n"
+              f"  fewshot train {config.method} --out {out} --resume", file=sys.stderr)
+        return 130
+    best = summary["best_val_accuracy"]
+    print(f"done: {summary['step']} steps in {summary['elapsed_s']:.0f} s"
+          + (f", best validation accuracy {100 * best:.2f}%" if best is not None else "")
+          + f"\nevaluate with: fewshot evaluate {out}")
+    return 0
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,81 @@
+"""N-way K-shot Q-query episode sampling (Vinyals et al. 2016; Snell et al. 2017)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+from fewshot.data.dataset import Episode, ImageDataset
+from fewshot.seeding import generator
+
+
+class EpisodeSampler(Sampler[list[int]]):
+    """Draws episodes of ``n_way`` classes with ``k_shot + n_query`` images each.
+
+    Episode ``i`` depends only on ``(seed, i)``: :meth:`indices` rebuilds it at any time.
+    Iterating yields flat index lists (support images first, class by class, then
+    queries), so the sampler works as a ``batch_sampler`` of a ``DataLoader``;
+    :meth:`episode` builds the tensors directly, which is faster.
+
+    Raises :class:`~fewshot.errors.FewShotError` at construction if the dataset cannot
+    supply such episodes.
+
+    Example:
+        >>> sampler = EpisodeSampler(dataset, n_way=5, k_shot=1, n_query=15, n_episodes=100)
+        >>> ep = sampler.episode(0)
+        >>> ep.support.shape[0], ep.query.shape[0]
+        (5, 75)
+    """
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        n_way: int,
+        k_shot: int,
+        n_query: int,
+        n_episodes: int,
+        seed: int = 0,
+    ) -> None:
+        dataset.check_episode(n_way, k_shot, n_query)
+        self.dataset = dataset
+        self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
+        self.n_episodes = n_episodes
+        self.seed = seed
+        sizes = dataset.class_sizes
+        self._table = torch.zeros(dataset.num_classes, int(sizes.max()), dtype=torch.long)
+        for c, idx in enumerate(dataset.class_indices):
+            self._table[c, : len(idx)] = idx
+        self._invalid = torch.arange(self._table.shape[1])[None, :] >= sizes[:, None]
+
+    def __len__(self) -> int:
+        return self.n_episodes
+
+    def indices(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Episode ``i`` as ``(indices [n_way, k_shot + n_query], classes [n_way])``."""
+        g = generator(self.seed, i)
+        classes = torch.randperm(self.dataset.num_classes, generator=g)[: self.n_way]
+        keys = torch.rand(self.n_way, self._table.shape[1], generator=g)
+        keys.masked_fill_(self._invalid[classes], 2.0)
+        picks = keys.argsort(dim=1)[:, : self.k_shot + self.n_query]
+        return self._table[classes].gather(1, picks), classes
+
+    def episode(self, i: int) -> Episode:
+        """Episode ``i`` as image tensors with episode labels ``0 .. n_way - 1``."""
+        idx, classes = self.indices(i)
+        images = self.dataset.images_at(idx)
+        labels = torch.arange(self.n_way)
+        k = self.k_shot
+        return Episode(
+            support=images[:, :k].flatten(0, 1),
+            support_labels=labels.repeat_interleave(k),
+            query=images[:, k:].flatten(0, 1),
+            query_labels=labels.repeat_interleave(self.n_query),
+            classes=classes,
+        )
+
+    def __iter__(self) -> Iterator[list[int]]:
+        k = self.k_shot
+        for i in range(self.n_episodes):
+            idx, _ = self.indices(i)
+            yield torch.cat([idx[:, :k].flatten(), idx[:, k:].flatten()]).tolist()

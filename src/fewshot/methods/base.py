@@ -1,0 +1,103 @@
+"""What every few-shot method is: a loss to train it and a rule to classify queries.
+
+Like easyfsl, every method has the same two verbs: :meth:`Method.set_support` takes a
+labelled support set, :meth:`Method.classify` scores queries against it. Training is
+shared (:mod:`fewshot.training`): a method only says how to draw its training batches
+(:meth:`Method.training_batches`) and what loss to take on one
+(:meth:`Method.training_loss`). Its options are its ``__init__`` keyword arguments,
+documented in an ``Args:`` section, which the CLI turns into flags.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fewshot.data.dataset import ImageDataset
+
+Batch = Any
+BatchSource = Callable[[int], Batch]
+
+
+class Method(nn.Module, ABC):
+    """Base class of the few-shot methods.
+
+    Subclasses set ``name`` and implement :meth:`training_batches`,
+    :meth:`training_loss` and :meth:`scores`. A method whose embedding of an image does
+    not depend on the episode (``episode_independent = True``) lets the evaluator embed
+    each test image once and score thousands of episodes from cached embeddings.
+    """
+
+    name: ClassVar[str]
+    episode_independent: ClassVar[bool] = True
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self._support: tuple[torch.Tensor, torch.Tensor, int] | None = None
+
+    @abstractmethod
+    def training_batches(self, dataset: ImageDataset, steps: int, seed: int) -> BatchSource:
+        """A function ``step -> batch`` drawing the training batches; batch ``i`` depends only on ``(seed, i)``."""
+
+    @abstractmethod
+    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss on one batch (already on the model's device) and metrics such as ``accuracy``."""
+
+    @abstractmethod
+    def scores(
+        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, n_way: int
+    ) -> torch.Tensor:
+        """Class scores (higher is more likely) of embedded queries.
+
+        Args:
+            support: support embeddings ``[..., n_support, d]``; leading dims are episodes.
+            support_labels: episode labels ``[n_support]`` in ``0 .. n_way - 1``, shared by all episodes.
+            query: query embeddings ``[..., n_query, d]``.
+            n_way: number of classes in the episode.
+
+        Returns:
+            ``[..., n_query, n_way]`` scores.
+        """
+
+    def embed_support(self, images: torch.Tensor) -> torch.Tensor:
+        """Embeddings of support images ``[b, c, h, w] -> [b, d]``."""
+        return self.encoder(images)
+
+    def embed_query(self, images: torch.Tensor) -> torch.Tensor:
+        """Embeddings of query images; the same network as the support unless a method says otherwise."""
+        return self.encoder(images)
+
+    def set_support(self, support: torch.Tensor, support_labels: torch.Tensor) -> None:
+        """Take a labelled support set (images ``[n, c, h, w]``, labels ``0 .. n_way - 1``)."""
+        self._support = (self.embed_support(support), support_labels, int(support_labels.max()) + 1)
+
+    def classify(self, query: torch.Tensor) -> torch.Tensor:
+        """Scores ``[n_query, n_way]`` of query images against the support set given last."""
+        if self._support is None:
+            raise RuntimeError("call set_support(support, support_labels) before classify(query)")
+        support, labels, n_way = self._support
+        return self.scores(support, labels, self.embed_query(query), n_way)
+
+    def validation_accuracy(
+        self, dataset: ImageDataset, n_way: int, k_shot: int, n_query: int, n_episodes: int, seed: int
+    ) -> float:
+        """The score the trainer keeps the best model by: mean accuracy on validation episodes."""
+        from fewshot.evaluation.evaluator import evaluate
+
+        return evaluate(self, dataset, n_way, k_shot, n_query, n_episodes, seed, progress=False).mean
+
+
+def class_means(embeddings: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Per-class mean of ``embeddings [..., n, d]`` -> ``[..., n_way, d]`` (the prototypes)."""
+    one_hot = F.one_hot(labels, n_way).to(embeddings.dtype)
+    return (one_hot.T @ embeddings) / one_hot.sum(0).unsqueeze(-1)
+
+
+def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of rows whose highest score is at the true label."""
+    return (scores.argmax(-1) == labels).float().mean().item()

@@ -1,0 +1,5 @@
+"""Encoders and memory modules."""
+from fewshot.nets import conv4 as _conv4  # noqa: F401  (registers "conv4")
+from fewshot.nets.registry import ENCODERS, build_encoder
+
+__all__ = ["ENCODERS", "build_encoder"]

@@ -1,0 +1,25 @@
+"""Encoders by name: ``build_encoder("conv4", in_channels=1, image_size=28)``.
+
+An encoder factory takes ``in_channels``, ``image_size`` and its own keyword options
+and returns an ``nn.Module`` mapping ``[b, c, h, w]`` to ``[b, out_features]`` with an
+``out_features`` attribute.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from fewshot.errors import FewShotError
+from fewshot.registry import Registry
+
+ENCODERS: Registry = Registry("encoder")
+
+
+def build_encoder(name: str, in_channels: int, image_size: int, **options: Any) -> nn.Module:
+    """Build the encoder registered as ``name``; unknown names list the valid ones."""
+    factory = ENCODERS.get(name)
+    try:
+        return factory(in_channels=in_channels, image_size=image_size, **options)
+    except TypeError as e:
+        raise FewShotError(f"bad options for encoder {name!r}: {e}") from None

@@ -1,0 +1,108 @@
+"""A run directory: its config, its model, its data. Shared by training, evaluation and serving.
+
+Layout of ``RUN/``:
+    config.yaml        the resolved :class:`~fewshot.training.config.RunConfig`
+    model.safetensors  the weights to use (best on validation, else the last)
+    checkpoint.pt      resumable state (weights, optimizer, schedule, RNG, step); tensors only
+    metrics.jsonl      one JSON record per logged step and per validation
+    evaluation.json    results of ``fewshot evaluate``
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from fewshot.data.dataset import ImageDataset
+from fewshot.errors import FewShotError
+from fewshot.methods import METHODS, Method
+from fewshot.nets import build_encoder
+from fewshot.training.config import RunConfig, read_yaml
+
+CONFIG_FILE = "config.yaml"
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.jsonl"
+EVALUATION_FILE = "evaluation.json"
+
+
+def config_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def build_method(config: RunConfig, image_shape: tuple[int, int, int] | None = None) -> Method:
+    """The untrained method a config describes, with weights initialised from ``config.seed``."""
+    channels, size = (image_shape[0], image_shape[1]) if image_shape else (config.channels, config.image_size)
+    torch.manual_seed(config.seed)
+    encoder = build_encoder(config.encoder, in_channels=channels, image_size=size, **config.encoder_options)
+    cls = METHODS.get(config.method)
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "encoder")]
+    unknown = sorted(set(config.options) - set(valid))
+    if unknown:
+        raise FewShotError(
+            f"unknown option(s) {', '.join(unknown)} for method {config.method!r}; valid options: {', '.join(valid)}"
+        )
+    return cls(encoder=encoder, **config.options)
+
+
+def load_config(run_dir: str | Path) -> RunConfig:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FewShotError(f"run directory {run_dir} does not exist; train one with `fewshot train METHOD --out {run_dir}`")
+    if not (run_dir / CONFIG_FILE).exists():
+        raise FewShotError(f"{run_dir} is not a run directory: it has no {CONFIG_FILE}")
+    return RunConfig.from_dict(read_yaml(run_dir / CONFIG_FILE), source=str(run_dir / CONFIG_FILE))
+
+
+def load_weights(method: Method, path: str | Path, config: RunConfig) -> None:
+    """Load safetensors weights into ``method``; a file of another method or config is refused clearly."""
+    path = Path(path)
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError:
+        raise FewShotError(f"{path} not found: the run has no trained model yet (train it, or resume it)") from None
+    except (SafetensorError, OSError) as e:
+        raise FewShotError(f"{path} is not a readable safetensors file ({e}); retrain or restore it") from None
+    expected = method.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            if keys
+        )
+        raise FewShotError(
+            f"{path} does not fit method {config.method!r} with encoder {config.encoder!r} and options "
+            f"{config.options} ({detail}); it was saved by another method or configuration"
+        )
+    method.load_state_dict(state)
+
+
+def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[Method, RunConfig]:
+    """The trained method of a run directory, in eval mode, and its config."""
+    config = load_config(run_dir)
+    method = build_method(config)
+    load_weights(method, Path(run_dir) / MODEL_FILE, config)
+    return method.to(device).eval(), config
+
+
+def load_data(config: RunConfig, partitions: tuple[str, ...], progress: bool = True) -> dict[str, ImageDataset]:
+    """The partitions a run uses (e.g. ``("train", "val")``), as its config describes them."""
+    from fewshot.data.sources import load_splits
+
+    splits = load_splits(
+        config.dataset, config.split, data_dir=config.data_dir, image_size=config.image_size,
+        channels=config.channels, progress=progress,
+    )
+    missing = [p for p in partitions if p not in splits and p != "val"]
+    if missing:
+        raise FewShotError(
+            f"split {config.split!r} of {config.dataset} has no {', '.join(missing)} partition; "
+            f"it has {', '.join(splits)}"
+        )
+    return {p: splits[p] for p in partitions if p in splits}

@@ -1,0 +1,37 @@
+"""Resumable training state, written atomically; loading never executes code."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from fewshot.errors import FewShotError
+from fewshot.files import atomic_write, atomic_write_bytes
+
+
+def save_weights(module: torch.nn.Module, path: str | Path) -> None:
+    """Write a module's weights as safetensors, atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp)))
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint (tensors, numbers, strings, lists and dicts only), atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``: a file that would run code is refused."""
+    path = Path(path)
+    if not path.exists():
+        raise FewShotError(f"no checkpoint at {path}: nothing to resume; start the run without --resume")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for damaged or unsafe files
+        raise FewShotError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); "
+                           "start the run again with --overwrite") from None

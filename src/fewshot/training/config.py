@@ -1,0 +1,146 @@
+"""The run configuration: one flat record of everything a training run depends on.
+
+Values come from, in increasing priority: the defaults below, a YAML file under
+``configs/`` (the paper's settings), and command-line flags. The resolved record is
+saved as ``config.yaml`` in the run directory, so a run can be rebuilt and resumed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fewshot.errors import FewShotError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+# Fields a resumed run may change: they do not alter the episodes or the updates.
+RESUMABLE_CHANGES = frozenset({"steps", "time_limit", "device", "data_dir", "val_every", "checkpoint_every"})
+
+
+def _opt(default: Any, help: str) -> Any:
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run depends on. See ``configs/*.yaml`` for the papers' values."""
+
+    method: str = _opt("protonet", "few-shot method")
+    options: dict = _opt({}, "the method's own options (its __init__ keyword arguments)")
+    encoder: str = _opt("conv4", "encoder name from the registry")
+    encoder_options: dict = _opt({}, "encoder keyword options")
+    dataset: str = _opt("omniglot", "dataset name: omniglot, mnist or folder")
+    split: str | None = _opt(None, "dataset split (omniglot: lake or vinyals; mnist/folder: classes, e.g. 0-5/6-9)")
+    data_dir: str | None = _opt(None, "data directory (default: $FEWSHOT_DATA, else the user cache)")
+    image_size: int = _opt(28, "images are resized to this square size")
+    channels: int = _opt(1, "image channels: 1 (grayscale) or 3 (RGB)")
+    rotate_classes: bool = _opt(False, "add each training class rotated by 90, 180, 270 degrees as new classes")
+    train_partition: str = _opt("train", "partition to train on: train or trainval")
+    steps: int = _opt(10_000, "training steps (episodes or batches)")
+    optimizer: str = _opt("adam", "optimizer: adam or rmsprop")
+    lr: float = _opt(1e-3, "learning rate")
+    lr_step: int = _opt(2000, "multiply the learning rate by lr_gamma every lr_step steps")
+    lr_gamma: float = _opt(0.5, "learning-rate decay factor")
+    weight_decay: float = _opt(0.0, "L2 weight decay")
+    grad_clip: float | None = _opt(None, "clip the gradient norm to this value")
+    val_every: int = _opt(500, "validate every this many steps (0: never)")
+    val_way: int = _opt(5, "classes per validation episode")
+    val_shot: int = _opt(1, "support examples per class in validation episodes")
+    val_query: int = _opt(15, "queries per class in validation episodes")
+    val_episodes: int = _opt(500, "validation episodes")
+    checkpoint_every: int = _opt(200, "write a resumable checkpoint every this many steps")
+    time_limit: float | None = _opt(None, "stop training after this many minutes (wall clock)")
+    seed: int = _opt(0, "random seed: episodes and initial weights")
+    device: str = _opt("auto", "auto, cpu or cuda")
+    bf16: bool = _opt(False, "bfloat16 autocast for the forward pass (CPUs with AVX-512 BF16, GPUs)")
+    channels_last: bool = _opt(False, "channels-last memory format for conv encoders")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise FewShotError(f"{source}: unknown keys {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.optimizer not in ("adam", "rmsprop"):
+            raise FewShotError(f"optimizer must be adam or rmsprop, got {self.optimizer!r}")
+        if self.train_partition not in ("train", "trainval"):
+            raise FewShotError(f"train_partition must be train or trainval, got {self.train_partition!r}")
+        if self.channels not in (1, 3):
+            raise FewShotError(f"channels must be 1 or 3, got {self.channels}")
+        for name in ("steps", "image_size", "lr_step", "val_way", "val_shot", "val_episodes", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise FewShotError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise FewShotError(f"lr must be positive, got {self.lr}")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``, with a clear error if it is missing or malformed."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FewShotError(f"config file {path} not found; available: {', '.join(available_configs())}") from None
+    except yaml.YAMLError as e:
+        raise FewShotError(f"config file {path} is not valid YAML: {e}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise FewShotError(f"config file {path} must hold a mapping of keys to values")
+    return values
+
+
+def available_configs() -> list[str]:
+    return sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def default_config_path(method: str, dataset: str | None, split: str | None) -> Path | None:
+    """The most specific of ``{method}_{dataset}_{split}.yaml``, ``{method}_{dataset}.yaml``, ``{method}.yaml``."""
+    names = []
+    if dataset and split:
+        names.append(f"{method}_{dataset}_{split}.yaml")
+    if dataset:
+        names.append(f"{method}_{dataset}.yaml")
+    names.append(f"{method}.yaml")
+    for name in names:
+        if (CONFIG_DIR / name).exists():
+            return CONFIG_DIR / name
+    return None
+
+
+def resolve_config(
+    method: str,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    option_overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Defaults < YAML file (given, or the method's default for the dataset and split) < overrides."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    path = config_file or default_config_path(method, overrides.get("dataset"), overrides.get("split"))
+    values: dict[str, Any] = read_yaml(path) if path else {}
+    if values.get("method", method) != method:
+        raise FewShotError(f"config file {path} is for method {values['method']!r}, not {method!r}")
+    values["method"] = method
+    values.update(overrides)
+    values["options"] = {**values.get("options", {}), **{k: v for k, v in (option_overrides or {}).items() if v is not None}}
+    return RunConfig.from_dict(values, source=str(path or "config"))
+
+
+def config_differences(saved: RunConfig, requested: RunConfig) -> list[str]:
+    """Fields that differ between two configs, other than those a resume may change."""
+    a, b = saved.to_dict(), requested.to_dict()
+    return [f"{k}: {a[k]!r} (saved) vs {b[k]!r} (now)" for k in a if k not in RESUMABLE_CHANGES and a[k] != b[k]]

@@ -1,0 +1,221 @@
+"""One trainer for every method: episodes or batches in, a trained model out.
+
+It runs Adam or RMSprop with step learning-rate decay, shows a progress bar with the
+running loss and accuracy, appends a JSON-lines metrics log, validates periodically
+and keeps the best model, and writes atomic checkpoints from which ``--resume``
+continues a killed run exactly: batch ``i`` depends only on ``(seed, i)``, and the
+weights, optimizer, schedule and RNG state are restored.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from fewshot.data.dataset import ImageDataset
+from fewshot.files import atomic_write_text
+from fewshot.methods.base import Method
+from fewshot.runs import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE
+from fewshot.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from fewshot.training.config import RunConfig
+
+LOG_EVERY = 10
+
+
+def make_optimizer(method: Method, config: RunConfig) -> torch.optim.Optimizer:
+    params = [p for p in method.parameters() if p.requires_grad]
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast when the config asks for it, else nothing."""
+    if config.bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class Trainer:
+    """Trains ``method`` on ``train_set``, validating on ``val_set`` (may be None), into ``run_dir``.
+
+    Example:
+        >>> trainer = Trainer(method, config, splits["train"], splits["val"], Path("runs/proto"))
+        >>> summary = trainer.fit()
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        config: RunConfig,
+        train_set: ImageDataset,
+        val_set: ImageDataset | None,
+        run_dir: Path,
+        device: torch.device | str = "cpu",
+        progress: bool = True,
+    ) -> None:
+        self.device = torch.device(device)
+        self.method = method.to(self.device)
+        if config.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+        self.config = config
+        self.train_set, self.val_set = train_set, val_set
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.optimizer = make_optimizer(method, config)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_step, config.lr_gamma)
+        self.batches = method.training_batches(train_set, config.steps, config.seed)
+        self.step = 0
+        self.best = -math.inf
+        self.elapsed = 0.0
+        self.interrupted = False
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train until ``config.steps`` or ``config.time_limit``; returns a summary dict."""
+        if resume:
+            self._restore()
+        cfg = self.config
+        started = time.perf_counter() - self.elapsed
+        window: list[tuple[float, float]] = []
+        running: dict[str, float] = {}
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.method}", unit="step",
+                   disable=not self.progress, dynamic_ncols=True)
+        self.method.train()
+        try:
+            while self.step < cfg.steps:
+                if cfg.time_limit is not None and time.perf_counter() - started >= cfg.time_limit * 60:
+                    break
+                loss, accuracy = self._train_step()
+                self.step += 1
+                self.elapsed = time.perf_counter() - started
+                window.append((loss, accuracy))
+                for key, value in (("loss", loss), ("accuracy", accuracy)):
+                    running[key] = value if key not in running else 0.95 * running[key] + 0.05 * value
+                bar.update(1)
+                bar.set_postfix(loss=f"{running['loss']:.3f}", acc=f"{running['accuracy']:.3f}")
+                if self.step % LOG_EVERY == 0 or self.step == cfg.steps:
+                    self._log_window(window)
+                    window = []
+                if cfg.val_every and self.step % cfg.val_every == 0:
+                    self._validate()
+                if self.step % cfg.checkpoint_every == 0:
+                    self._checkpoint()
+        except KeyboardInterrupt:
+            self.interrupted = True
+        finally:
+            bar.close()
+        self._log_window(window)
+        self.elapsed = time.perf_counter() - started
+        if not self.interrupted and (self.val_set is not None and cfg.val_every):
+            if not self._last_validated_at_current_step():
+                self._validate()
+        if self.val_set is None or not cfg.val_every:
+            save_weights(self.method, self.run_dir / MODEL_FILE)
+        self._checkpoint()
+        summary = {"step": self.step, "steps": cfg.steps, "elapsed_s": round(self.elapsed, 1),
+                   "best_val_accuracy": None if self.best == -math.inf else self.best,
+                   "interrupted": self.interrupted}
+        self._append({"event": "end", **summary})
+        return summary
+
+    def _train_step(self) -> tuple[float, float]:
+        batch = self.batches(self.step).to(self.device)
+        if self.config.channels_last:
+            batch = _channels_last(batch)
+        with autocast(self.config, self.device):
+            loss, metrics = self.method.training_loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"the loss became {value} at step {self.step}; lower the learning rate "
+                                     "or set grad_clip, then resume from the last checkpoint")
+        return value, float(metrics.get("accuracy", math.nan))
+
+    def _validate(self) -> None:
+        cfg = self.config
+        if self.val_set is None:
+            return
+        with autocast(cfg, self.device):
+            accuracy = self.method.validation_accuracy(
+                self.val_set, n_way=cfg.val_way, k_shot=cfg.val_shot, n_query=cfg.val_query,
+                n_episodes=cfg.val_episodes, seed=cfg.seed,
+            )
+        self.method.train()
+        improved = accuracy > self.best
+        if improved:
+            self.best = accuracy
+            save_weights(self.method, self.run_dir / MODEL_FILE)
+        self._append({"event": "validation", "step": self.step, "val_accuracy": accuracy,
+                      "best": self.best, "elapsed_s": round(self.elapsed, 1)})
+        if self.progress:
+            tqdm.write(f"step {self.step}: validation accuracy {accuracy:.4f}{' (best)' if improved else ''}")
+
+    def _last_validated_at_current_step(self) -> bool:
+        return bool(self.config.val_every) and self.step % self.config.val_every == 0 and self.step > 0
+
+    def _log_window(self, window: list[tuple[float, float]]) -> None:
+        if not window:
+            return
+        self._append({
+            "event": "train", "step": self.step,
+            "loss": sum(w[0] for w in window) / len(window),
+            "accuracy": sum(w[1] for w in window) / len(window),
+            "lr": self.optimizer.param_groups[0]["lr"], "elapsed_s": round(self.elapsed, 1),
+        })
+
+    def _append(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _checkpoint(self) -> None:
+        save_checkpoint(self.run_dir / CHECKPOINT_FILE, {
+            "model": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "best": self.best,
+            "elapsed": self.elapsed,
+            "rng": torch.get_rng_state(),
+        })
+
+    def _restore(self) -> None:
+        state = load_checkpoint(self.run_dir / CHECKPOINT_FILE)
+        self.method.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.best, self.elapsed = int(state["step"]), float(state["best"]), float(state["elapsed"])
+        torch.set_rng_state(state["rng"])
+        self._truncate_log()
+
+    def _truncate_log(self) -> None:
+        """Drop log records written after the checkpoint, which the resumed run will write again."""
+        path = self.run_dir / METRICS_FILE
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("event") != "end" and record.get("step", 0) <= self.step:
+                kept.append(line + "\n")
+        atomic_write_text(path, "".join(kept))
+
+
+def _channels_last(batch: Any) -> Any:
+    for name, value in vars(batch).items():
+        if isinstance(value, torch.Tensor) and value.dim() == 4:
+            setattr(batch, name, value.contiguous(memory_format=torch.channels_last))
+    return batch
