@@ -130,7 +130,8 @@ def resolve_config(
 ) -> RunConfig:
     """Defaults < YAML file (given, or the method's default for the dataset and split) < overrides."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    path = config_file or default_config_path(method, overrides.get("dataset"), overrides.get("split"))
+    dataset = overrides.get("dataset", RunConfig.dataset)
+    path = config_file or default_config_path(method, dataset, overrides.get("split"))
     values: dict[str, Any] = read_yaml(path) if path else {}
     if values.get("method", method) != method:
         raise FewShotError(f"config file {path} is for method {values['method']!r}, not {method!r}")
