@@ -33,5 +33,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for damaged or unsafe files
-        raise FewShotError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); "
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        raise FewShotError(f"checkpoint {path} cannot be read ({type(e).__name__}: {first_line}); "
                            "start the run again with --overwrite") from None

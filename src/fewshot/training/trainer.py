@@ -68,6 +68,8 @@ class Trainer:
         self.train_set, self.val_set = train_set, val_set
         self.run_dir = Path(run_dir)
         self.progress = progress
+        if val_set is not None and config.val_every and type(method).validation_accuracy is Method.validation_accuracy:
+            val_set.check_episode(config.val_way, config.val_shot, config.val_query)
         self.optimizer = make_optimizer(method, config)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_step, config.lr_gamma)
         self.batches = method.training_batches(train_set, config.steps, config.seed)

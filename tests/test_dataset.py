@@ -1,0 +1,29 @@
+import pytest
+import torch
+from synthetic import make_dataset
+
+from fewshot.errors import FewShotError
+
+
+def test_subset_relabels_and_keeps_images():
+    ds = make_dataset(n_classes=5, per_class=3)
+    sub = ds.subset(["c3", "c1"])
+    assert sub.class_names == ["c3", "c1"] and sorted(sub.labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert torch.equal(sub.images[sub.labels == 0], ds.images[9:12])
+    assert torch.equal(sub.images[sub.labels == 1], ds.images[3:6])
+    with pytest.raises(FewShotError, match="has no class 'nope'"):
+        ds.subset(["nope"])
+
+
+def test_rotated_classes_are_new_classes():
+    ds = make_dataset(n_classes=2, per_class=3)
+    rot = ds.with_rotated_classes()
+    assert rot.num_classes == 8 and len(rot) == 24
+    assert rot.class_names[:4] == ["c0/rot000", "c0/rot090", "c0/rot180", "c0/rot270"]
+    first_090 = rot.images[rot.labels == 1][0]
+    assert torch.equal(first_090, torch.rot90(ds.images[0], 1, dims=(1, 2)))
+
+
+def test_getitem_gives_floats_in_unit_range():
+    image, label = make_dataset(2, 2)[3]
+    assert image.dtype == torch.float32 and 0 <= image.min() <= image.max() <= 1 and label == 1

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+import torch
+from synthetic import make_dataset
+
+from fewshot.errors import FewShotError
+from fewshot.runs import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, build_method, load_weights
+from fewshot.training.checkpoint import load_checkpoint
+from fewshot.training.config import RunConfig
+from fewshot.training.trainer import Trainer
+
+DATA = make_dataset(n_classes=16, per_class=8, size=16, seed=2)
+TRAIN, VAL = DATA.subset(range(10)), DATA.subset(range(10, 16))
+
+
+def config(**changes):
+    values = dict(image_size=16, steps=6, val_every=3, val_episodes=20, val_way=3, val_query=3, checkpoint_every=3,
+                  options=dict(n_way=5, k_shot=1, n_query=2))
+    values.update(changes)
+    return RunConfig(**values)
+
+
+def train(run_dir, cfg, resume=False):
+    method = build_method(cfg)
+    summary = Trainer(method, cfg, TRAIN, VAL, run_dir, progress=False).fit(resume=resume)
+    return method, summary
+
+
+def records(run_dir):
+    return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
+
+
+def test_resume_continues_exactly_where_a_killed_run_stopped(tmp_path):
+    full, _ = train(tmp_path / "full", config())
+    (tmp_path / "part").mkdir()
+    train(tmp_path / "part", config(steps=3))            # the run "killed" after its step-3 checkpoint
+    resumed, summary = train(tmp_path / "part", config(), resume=True)
+    assert summary["step"] == 6
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    def validations(run):
+        return [(r["step"], r["val_accuracy"]) for r in records(run) if r["event"] == "validation"]
+
+    assert validations(tmp_path / "full") == validations(tmp_path / "part")
+    assert [r["event"] for r in records(tmp_path / "part")].count("end") == 1
+
+
+def test_run_directory_holds_weights_checkpoint_and_log(tmp_path):
+    cfg = config()
+    train(tmp_path, cfg)
+    state = load_checkpoint(tmp_path / CHECKPOINT_FILE)
+    assert state["step"] == 6 and set(state) >= {"model", "optimizer", "scheduler", "rng", "best"}
+    events = [r["event"] for r in records(tmp_path)]
+    assert events.count("validation") == 2 and events[-1] == "end"
+    method = build_method(cfg)
+    load_weights(method, tmp_path / MODEL_FILE, cfg)
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
+
+
+def test_learning_rate_decays_in_steps(tmp_path):
+    train(tmp_path, config(lr_step=2, lr_gamma=0.5, steps=10, val_every=0))
+    lr = {r["step"]: r["lr"] for r in records(tmp_path) if r["event"] == "train"}
+    assert lr[10] == pytest.approx(1e-3 * 0.5 ** 5)
+
+
+def test_time_limit_stops_training_and_leaves_a_resumable_checkpoint(tmp_path):
+    _, summary = train(tmp_path, config(steps=1000, time_limit=0.0))
+    assert summary["step"] == 0
+    assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["step"] == 0
+
+
+def test_weights_of_another_configuration_are_refused(tmp_path):
+    train(tmp_path, config(steps=1, val_every=0))
+    other = config(encoder_options={"hidden": 32})
+    with pytest.raises(FewShotError, match="does not fit method 'protonet'.*wrong shape"):
+        load_weights(build_method(other), tmp_path / MODEL_FILE, other)
+
+
+def test_corrupt_checkpoint_gives_one_clear_error(tmp_path):
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(FewShotError, match="cannot be read.*--overwrite"):
+        load_checkpoint(tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(FewShotError, match="nothing to resume"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_impossible_validation_episodes_fail_before_training(tmp_path):
+    with pytest.raises(FewShotError, match="need 16 images per class"):
+        Trainer(build_method(config()), config(val_query=15), TRAIN, VAL, tmp_path, progress=False)
