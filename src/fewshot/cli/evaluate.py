@@ -7,7 +7,8 @@ from pathlib import Path
 
 from fewshot.device import resolve_device
 from fewshot.errors import FewShotError
-from fewshot.evaluation.evaluator import EvaluationResult, evaluate
+from fewshot.evaluation.evaluator import EvaluationResult, Evaluator
+from fewshot.evaluation.instances import report_instances
 from fewshot.files import atomic_write_json
 from fewshot.runs import EVALUATION_FILE, load_data, load_run
 
@@ -31,6 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", help="split of that dataset")
     parser.add_argument("--data-dir", help="data directory (default: the run's, else $FEWSHOT_DATA)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast while embedding (faster on CPUs "
+                        "with AVX-512 BF16 and on GPUs)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     parser.set_defaults(run=run)
 
@@ -52,16 +55,18 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_data(config, (args.partition,), progress=args.progress).get(args.partition)
     if dataset is None:
         raise FewShotError(f"split {config.split!r} of {config.dataset} has no {args.partition!r} partition")
+    if config.method == "mann":  # sequence episodes, accuracy by instance number (Santoro et al. 2016)
+        return report_instances(method, dataset, args.run_dir, args.episodes, args.seed, device, args.progress)
     for n_way in args.ways:
         for k_shot in args.shots:
             dataset.check_episode(n_way, k_shot, args.queries)
     results: list[EvaluationResult] = []
     print(f"{config.method} on {dataset} ({args.episodes} episodes per setting, {args.queries} queries per class)")
     print(f"{'setting':<16}{'accuracy':>10}{'95% CI':>10}{'episodes/s':>12}")
+    evaluator = Evaluator(method, dataset, device, progress=args.progress, bf16=args.bf16)
     for n_way in args.ways:
         for k_shot in args.shots:
-            result = evaluate(method, dataset, n_way, k_shot, args.queries, args.episodes, args.seed, device,
-                              progress=args.progress)
+            result = evaluator.evaluate(n_way, k_shot, args.queries, args.episodes, args.seed)
             results.append(result)
             print(f"{f'{n_way}-way {k_shot}-shot':<16}{100 * result.mean:>9.2f}%{100 * result.ci95:>9.2f}"
                   f"{result.episodes_per_second:>12.0f}", flush=True)

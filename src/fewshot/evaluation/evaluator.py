@@ -53,17 +53,89 @@ def mean_and_ci95(accuracies: torch.Tensor) -> tuple[float, float, float]:
 
 
 @torch.inference_mode()
-def embed_dataset(method: Method, dataset: ImageDataset, device: torch.device, query: bool) -> torch.Tensor:
-    """Embeddings of every image of ``dataset`` (as queries or as support), in batches."""
+def embed_dataset(method: Method, dataset: ImageDataset, device: torch.device, query: bool,
+                  bf16: bool = False) -> torch.Tensor:
+    """Embeddings of every image of ``dataset`` (as queries or as support), in batches.
+
+    Images go in channels-last layout (faster convolutions on CPUs, the same numbers) and,
+    with ``bf16``, under bfloat16 autocast.
+    """
     embed = method.embed_query if query else method.embed_support
     out = []
-    for start in range(0, len(dataset), EMBED_BATCH):
-        idx = torch.arange(start, min(start + EMBED_BATCH, len(dataset)))
-        out.append(embed(dataset.images_at(idx).to(device)).float())
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(dataset), EMBED_BATCH):
+            idx = torch.arange(start, min(start + EMBED_BATCH, len(dataset)))
+            images = dataset.images_at(idx).to(device).contiguous(memory_format=torch.channels_last)
+            out.append(embed(images).float())
     return torch.cat(out)
 
 
-@torch.inference_mode()
+class Evaluator:
+    """Evaluates one method on one dataset for any number of settings, embedding each image only once.
+
+    Example:
+        >>> evaluator = Evaluator(model, splits["test"])
+        >>> for n_way in (5, 20):
+        ...     print(evaluator.evaluate(n_way, k_shot=1))
+    """
+
+    def __init__(self, method: Method, dataset: ImageDataset, device: torch.device | str | None = None,
+                 progress: bool = True, bf16: bool = False) -> None:
+        self.method, self.dataset, self.progress, self.bf16 = method, dataset, progress, bf16
+        self.device = torch.device(device) if device is not None else next(method.parameters()).device
+        self._embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @torch.inference_mode()
+    def evaluate(self, n_way: int = 5, k_shot: int = 1, n_query: int = 15, n_episodes: int = 1000,
+                 seed: int = 0) -> EvaluationResult:
+        """Accuracy on ``n_episodes`` N-way K-shot episodes; episode ``i`` is drawn from ``(seed, i)``."""
+        sampler = EpisodeSampler(self.dataset, n_way, k_shot, n_query, n_episodes, seed)
+        was_training = self.method.training
+        self.method.eval()
+        start = time.perf_counter()
+        bar = tqdm(total=n_episodes, desc=f"{n_way}-way {k_shot}-shot", unit="episode", disable=not self.progress,
+                   leave=False, dynamic_ncols=True)
+        if self.method.episode_independent:
+            accuracies = self._evaluate_cached(sampler, bar)
+        else:
+            accuracies = _evaluate_per_episode(self.method, sampler, self.device, bar)
+        bar.close()
+        seconds = time.perf_counter() - start
+        self.method.train(was_training)
+        mean, ci95, std = mean_and_ci95(accuracies)
+        return EvaluationResult(n_way, k_shot, n_query, n_episodes, seed, mean, ci95, std, seconds,
+                                n_episodes / max(seconds, 1e-9))
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Support and query embeddings of every image (the same tensor when the method embeds both alike)."""
+        if self._embeddings is None:
+            method = self.method
+            method.to(memory_format=torch.channels_last)
+            support = embed_dataset(method, self.dataset, self.device, query=False, bf16=self.bf16)
+            same = type(method).embed_query is Method.embed_query and type(method).embed_support is Method.embed_support
+            query = support if same else embed_dataset(method, self.dataset, self.device, query=True, bf16=self.bf16)
+            self._embeddings = (support, query)
+        return self._embeddings
+
+    def _evaluate_cached(self, sampler: EpisodeSampler, bar: tqdm) -> torch.Tensor:
+        support_emb, query_emb = self.embeddings()
+        n, k, q = sampler.n_way, sampler.k_shot, sampler.n_query
+        labels = torch.arange(n, device=self.device)
+        support_labels, query_labels = labels.repeat_interleave(k), labels.repeat_interleave(q)
+        per_episode = n * q * n * k * support_emb.shape[1]
+        chunk = max(1, min(256, SCORE_BUDGET // per_episode))
+        accuracies = []
+        for first in range(0, sampler.n_episodes, chunk):
+            ids = range(first, min(first + chunk, sampler.n_episodes))
+            idx = torch.stack([sampler.indices(i)[0] for i in ids]).to(self.device)
+            support = support_emb[idx[:, :, :k].flatten(1)]
+            query = query_emb[idx[:, :, k:].flatten(1)]
+            scores = self.method.scores(support, support_labels, query, n)
+            accuracies.append((scores.argmax(-1) == query_labels).float().mean(-1).cpu())
+            bar.update(len(ids))
+        return torch.cat(accuracies)
+
+
 def evaluate(
     method: Method,
     dataset: ImageDataset,
@@ -74,52 +146,15 @@ def evaluate(
     seed: int = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
+    bf16: bool = False,
 ) -> EvaluationResult:
-    """Accuracy of ``method`` on ``n_episodes`` N-way K-shot episodes of ``dataset``.
+    """Accuracy of ``method`` on ``n_episodes`` N-way K-shot episodes of ``dataset`` (see :class:`Evaluator`).
 
     Example:
         >>> result = evaluate(model, splits["test"], n_way=20, k_shot=1)
         >>> print(result)  # 20-way 1-shot: 96.10% +- 0.30 (1000 episodes, ...)
     """
-    device = torch.device(device) if device is not None else next(method.parameters()).device
-    sampler = EpisodeSampler(dataset, n_way, k_shot, n_query, n_episodes, seed)
-    was_training = method.training
-    method.eval()
-    start = time.perf_counter()
-    bar = tqdm(total=n_episodes, desc=f"{n_way}-way {k_shot}-shot", unit="episode", disable=not progress,
-               leave=False, dynamic_ncols=True)
-    if method.episode_independent:
-        accuracies = _evaluate_cached(method, dataset, sampler, device, bar)
-    else:
-        accuracies = _evaluate_per_episode(method, sampler, device, bar)
-    bar.close()
-    seconds = time.perf_counter() - start
-    method.train(was_training)
-    mean, ci95, std = mean_and_ci95(accuracies)
-    return EvaluationResult(n_way, k_shot, n_query, n_episodes, seed, mean, ci95, std, seconds,
-                            n_episodes / max(seconds, 1e-9))
-
-
-def _evaluate_cached(method: Method, dataset: ImageDataset, sampler: EpisodeSampler, device: torch.device,
-                     bar: tqdm) -> torch.Tensor:
-    support_emb = embed_dataset(method, dataset, device, query=False)
-    same = type(method).embed_query is Method.embed_query and type(method).embed_support is Method.embed_support
-    query_emb = support_emb if same else embed_dataset(method, dataset, device, query=True)
-    n, k, q = sampler.n_way, sampler.k_shot, sampler.n_query
-    labels = torch.arange(n, device=device)
-    support_labels, query_labels = labels.repeat_interleave(k), labels.repeat_interleave(q)
-    per_episode = n * q * n * k * support_emb.shape[1]
-    chunk = max(1, min(256, SCORE_BUDGET // per_episode))
-    accuracies = []
-    for first in range(0, sampler.n_episodes, chunk):
-        ids = range(first, min(first + chunk, sampler.n_episodes))
-        idx = torch.stack([sampler.indices(i)[0] for i in ids]).to(device)
-        support = support_emb[idx[:, :, :k].flatten(1)]
-        query = query_emb[idx[:, :, k:].flatten(1)]
-        scores = method.scores(support, support_labels, query, n)
-        accuracies.append((scores.argmax(-1) == query_labels).float().mean(-1).cpu())
-        bar.update(len(ids))
-    return torch.cat(accuracies)
+    return Evaluator(method, dataset, device, progress, bf16).evaluate(n_way, k_shot, n_query, n_episodes, seed)
 
 
 def _evaluate_per_episode(method: Method, sampler: EpisodeSampler, device: torch.device, bar: tqdm) -> torch.Tensor:

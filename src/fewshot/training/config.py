@@ -59,7 +59,7 @@ class RunConfig:
     seed: int = _opt(0, "random seed: episodes and initial weights")
     device: str = _opt("auto", "auto, cpu or cuda")
     bf16: bool = _opt(False, "bfloat16 autocast for the forward pass (CPUs with AVX-512 BF16, GPUs)")
-    channels_last: bool = _opt(False, "channels-last memory format for conv encoders")
+    channels_last: bool = _opt(True, "channels-last memory format for conv encoders (same numbers, faster on CPUs)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
