@@ -148,11 +148,10 @@ class Trainer:
         cfg = self.config
         if self.val_set is None:
             return
-        with autocast(cfg, self.device):
-            accuracy = self.method.validation_accuracy(
-                self.val_set, n_way=cfg.val_way, k_shot=cfg.val_shot, n_query=cfg.val_query,
-                n_episodes=cfg.val_episodes, seed=cfg.seed,
-            )
+        accuracy = self.method.validation_accuracy(
+            self.val_set, n_way=cfg.val_way, k_shot=cfg.val_shot, n_query=cfg.val_query,
+            n_episodes=cfg.val_episodes, seed=cfg.seed,
+        )
         self.method.train()
         improved = accuracy > self.best
         if improved:
