@@ -91,13 +91,17 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[M
     return method.to(device).eval(), config
 
 
-def load_data(config: RunConfig, partitions: tuple[str, ...], progress: bool = True) -> dict[str, ImageDataset]:
-    """The partitions a run uses (e.g. ``("train", "val")``), as its config describes them."""
+def load_data(config: RunConfig, partitions: tuple[str, ...], progress: bool = True,
+              download: bool = True) -> dict[str, ImageDataset]:
+    """The partitions a run uses (e.g. ``("train", "val")``), as its config describes them.
+
+    Missing files are downloaded from the official sources unless ``download`` is False.
+    """
     from fewshot.data.sources import load_splits
 
     splits = load_splits(
         config.dataset, config.split, data_dir=config.data_dir, image_size=config.image_size,
-        channels=config.channels, progress=progress,
+        channels=config.channels, download=download, progress=progress,
     )
     missing = [p for p in partitions if p not in splits and p != "val"]
     if missing:

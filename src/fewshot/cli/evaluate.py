@@ -35,6 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast while embedding (faster on CPUs "
                         "with AVX-512 BF16 and on GPUs)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    parser.add_argument("--no-download", dest="download", action="store_false",
+                        help="never download missing data; fail with the list of files to fetch instead")
     parser.set_defaults(run=run)
 
 
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         config.split = args.split
     if args.data_dir:
         config.data_dir = args.data_dir
-    dataset = load_data(config, (args.partition,), progress=args.progress).get(args.partition)
+    dataset = load_data(config, (args.partition,), progress=args.progress, download=args.download).get(args.partition)
     if dataset is None:
         raise FewShotError(f"split {config.split!r} of {config.dataset} has no {args.partition!r} partition")
     if config.method == "mann":  # sequence episodes, accuracy by instance number (Santoro et al. 2016)

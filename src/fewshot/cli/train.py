@@ -35,6 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
         mode.add_argument("--overwrite", action="store_true", help="delete an existing run in --out and start anew")
         sub.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+        sub.add_argument("--no-download", dest="download", action="store_false",
+                         help="never download missing data; fail with the list of files to fetch instead")
         sub.set_defaults(run=run, config_flags=add_config_flags(sub), method_flags=add_method_flags(sub, cls))
 
 
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         config = requested_config(args)
         out = out or Path(f"runs/{config.method}_{config.dataset}")
     device = resolve_device(config.device)
-    data = load_data(config, (config.train_partition, "val"), progress=args.progress)
+    data = load_data(config, (config.train_partition, "val"), progress=args.progress, download=args.download)
     train_set = data[config.train_partition]
     if config.rotate_classes:
         train_set = train_set.with_rotated_classes()
