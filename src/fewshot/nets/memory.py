@@ -79,7 +79,7 @@ class Memory(nn.Module, ABC):
 
 
 def cosine_similarity(keys: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-    """``K(k, M(i)) = k . M(i) / (||k|| ||M(i)||)`` (Santoro eq. 2; Graves eq. 6), batched.
+    """``K(k, M(i)) = k . M(i) / (||k|| ||M(i)||)`` (Santoro eq. 17; Graves eq. 6), batched.
 
     Args:
         keys: ``[batch, heads, width]``.
@@ -88,13 +88,13 @@ def cosine_similarity(keys: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[batch, heads, slots]``; rows of zeros give similarity 0 (norms get :data:`COSINE_EPS`).
     """
-    keys = keys * torch.rsqrt(keys.pow(2).sum(-1, keepdim=True) + COSINE_EPS)
-    memory = memory * torch.rsqrt(memory.pow(2).sum(-1, keepdim=True) + COSINE_EPS)
-    return torch.bmm(keys, memory.transpose(1, 2))
+    keys = keys * torch.rsqrt((keys * keys).sum(-1, keepdim=True) + COSINE_EPS)
+    inverse_norms = torch.rsqrt((memory * memory).sum(-1) + COSINE_EPS)  # [batch, slots]
+    return torch.bmm(keys, memory.transpose(1, 2)) * inverse_norms.unsqueeze(1)
 
 
 def read(weights: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-    """``r_t = sum_i w_t(i) M_t(i)`` (Santoro eq. 3; Graves eq. 2) for every head, concatenated.
+    """``r_t = sum_i w_t(i) M_t(i)`` (Santoro eq. 19; Graves eq. 2) for every head, concatenated.
 
     ``weights [batch, heads, slots]``, ``memory [batch, slots, width]`` -> ``[batch, heads * width]``.
     """

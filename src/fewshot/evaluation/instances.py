@@ -1,0 +1,164 @@
+"""Accuracy by instance number, the way Santoro et al. (2016, table 1) report MANNs.
+
+In a sequence episode each class appears ``instances`` times. The accuracy at the k-th
+instance is the fraction of correct predictions on the k-th appearance of a class: at
+the 1st it can only be chance (1/N), from the 2nd on it measures one-shot learning.
+Each episode gives one accuracy per instance number (over its N classes); the table
+reports the mean over episodes with a 95% confidence interval ``1.96 std / sqrt(n)``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from fewshot.data.dataset import ImageDataset
+from fewshot.data.sequences import instance_numbers
+from fewshot.evaluation.evaluator import mean_and_ci95
+from fewshot.files import atomic_write_json, atomic_write_text
+
+TABLE_INSTANCES = (1, 2, 3, 4, 5, 10)
+EVAL_BATCH = 100
+INSTANCES_FILE = "instances"  # RUN/instances.{json,md,png}, written by `fewshot evaluate` for mann runs
+
+
+@dataclass
+class InstanceAccuracy:
+    """Accuracy at each instance number 1 .. ``instances`` over ``n_episodes`` test episodes.
+
+    ``mean[k-1]`` and ``ci95[k-1]`` are the accuracy at the k-th instance and its 95%
+    confidence half-width; ``overall`` is the accuracy over all steps.
+    """
+
+    model: str
+    n_classes: int
+    instances: int
+    n_episodes: int
+    seed: int
+    mean: list[float]
+    ci95: list[float]
+    overall: float
+    seconds: float
+    episodes_per_second: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def at(self, k: int) -> tuple[float, float]:
+        """``(mean, ci95)`` at the k-th instance."""
+        return self.mean[k - 1], self.ci95[k - 1]
+
+    def __str__(self) -> str:
+        cells = ", ".join(f"{ordinal(k)} {100 * self.mean[k - 1]:.1f}%" for k in TABLE_INSTANCES
+                          if k <= self.instances)
+        return f"{self.model} ({self.n_classes} classes, {self.n_episodes} episodes): {cells}"
+
+
+def accuracy_by_instance(logits: torch.Tensor, labels: torch.Tensor, instances: int) -> torch.Tensor:
+    """Per-episode accuracy at each instance number: ``[batch, time, N]`` scores -> ``[batch, instances]``.
+
+    Every class of an episode appears exactly ``instances`` times, so each entry is a mean over N steps.
+    """
+    n_classes = logits.shape[-1]
+    correct = (logits.argmax(-1) == labels).float()
+    which = F.one_hot(instance_numbers(labels, n_classes) - 1, instances).float()
+    return torch.einsum("bt,btk->bk", correct, which) / which.sum(1).clamp_min(1.0)
+
+
+@torch.inference_mode()
+def evaluate_instances(
+    method: Any,
+    dataset: ImageDataset,
+    n_episodes: int = 1000,
+    seed: int = 0,
+    batch_size: int = EVAL_BATCH,
+    name: str | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> InstanceAccuracy:
+    """Accuracy by instance number of a :class:`~fewshot.methods.mann.MANN` on test episodes.
+
+    Episodes have the model's ``n_classes`` and ``instances``, no augmentation, and depend only
+    on ``(seed, batch_size)``: models evaluated with the same seed see the same episodes.
+
+    Example:
+        >>> result = evaluate_instances(model, splits["test"], n_episodes=1000)
+        >>> result.at(2)  # (mean, ci95) at the 2nd instance
+    """
+    device = torch.device(device) if device is not None else next(method.parameters()).device
+    episodes = method.sequence_episodes(dataset, seed, batch_size)
+    was_training = method.training
+    method.eval()
+    start = time.perf_counter()
+    per_episode = []
+    bar = tqdm(total=n_episodes, desc="instance accuracy", unit="episode", disable=not progress, leave=False,
+               dynamic_ncols=True)
+    for i in range((n_episodes + batch_size - 1) // batch_size):
+        batch = episodes.batch(i).to(device)
+        keep = min(batch_size, n_episodes - i * batch_size)
+        logits = method.predict(batch)
+        per_episode.append(accuracy_by_instance(logits[:keep].float(), batch.labels[:keep], method.instances).cpu())
+        bar.update(keep)
+    bar.close()
+    method.train(was_training)
+    seconds = time.perf_counter() - start
+    accuracies = torch.cat(per_episode)
+    stats = [mean_and_ci95(accuracies[:, k]) for k in range(method.instances)]
+    return InstanceAccuracy(
+        model=name or describe(method), n_classes=method.n_classes, instances=method.instances,
+        n_episodes=n_episodes, seed=seed, mean=[s[0] for s in stats], ci95=[s[1] for s in stats],
+        overall=accuracies.mean().item(), seconds=seconds, episodes_per_second=n_episodes / max(seconds, 1e-9),
+    )
+
+
+def describe(method: Any) -> str:
+    """A short model name such as ``MANN (LRUA, LSTM)`` or ``LSTM``."""
+    controller = {"lstm": "LSTM", "feedforward": "feed-forward"}[method.controller_kind]
+    if method.memory_kind == "none":
+        return controller
+    return f"MANN ({method.memory_kind.upper()}, {controller})"
+
+
+def markdown_table(results: list[InstanceAccuracy], columns: tuple[int, ...] = TABLE_INSTANCES) -> str:
+    """A Markdown table: one row per model, one column per instance number, ``mean ± ci95`` in percent."""
+    shown = [k for k in columns if any(k <= r.instances for r in results)]
+    lines = ["| model | classes | " + " | ".join(ordinal(k) for k in shown) + " |",
+             "|---|---:|" + "---:|" * len(shown)]
+    for r in results:
+        cells = [f"{100 * r.mean[k - 1]:.1f} ± {100 * r.ci95[k - 1]:.1f}" if k <= r.instances else ""
+                 for k in shown]
+        lines.append(f"| {r.model} | {r.n_classes} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def save_results(results: list[InstanceAccuracy], json_path: str | Path, markdown_path: str | Path) -> None:
+    """Write the results as JSON (every instance number) and as a Markdown table, atomically."""
+    atomic_write_json(json_path, [r.to_dict() for r in results])
+    atomic_write_text(markdown_path, markdown_table(results))
+
+
+def ordinal(k: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th`` ..."""
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
+def report_instances(method: Any, dataset: ImageDataset, run_dir: str | Path, n_episodes: int = 1000,
+                     seed: int = 0, device: torch.device | str | None = None, progress: bool = True) -> int:
+    """``fewshot evaluate`` for a mann run: print the table, write ``RUN/instances.{json,md,png}``."""
+    from fewshot.plots.instances import plot_instance_accuracy
+
+    result = evaluate_instances(method, dataset, n_episodes=n_episodes, seed=seed, device=device, progress=progress)
+    print(f"{result.model} on {dataset} ({n_episodes} episodes of {method.n_classes} classes x "
+          f"{method.instances} instances, seed {seed}); accuracy (%) by instance, 95% CI:")
+    print(markdown_table([result]), end="")
+    base = Path(run_dir) / INSTANCES_FILE
+    save_results([result], base.with_suffix(".json"), base.with_suffix(".md"))
+    plot_instance_accuracy([result], base.with_suffix(".png"))
+    print(f"wrote {base}.json, {base}.md, {base}.png")
+    return 0

@@ -1,0 +1,322 @@
+"""Memory-augmented neural networks (Santoro et al. 2016, "One-shot learning with
+memory-augmented neural networks"), with the NTM and plain-LSTM baselines of the paper.
+
+An episode is a sequence: at step ``t`` the network reads the image ``x_t`` with the
+one-hot label ``y_{t-1}`` of the previous step and outputs ``p(y_t)``
+(:mod:`fewshot.data.sequences`). A controller (LSTM or feed-forward) reads ``[x_t, y_{t-1}]``
+and the previous read vector ``r_{t-1}``; its output ``h_t`` drives an external memory
+(LRUA, NTM, or none), and the class scores are a linear map of ``[h_t, r_t]`` (section 3).
+Training minimises the cross-entropy of every step; labels are shuffled per episode, so
+the weights can only learn *how* to bind images to labels in memory, not the classes.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fewshot.data.dataset import ImageDataset
+from fewshot.data.sequences import SantoroAugmentation, SequenceBatch, SequenceEpisodes, instance_numbers
+from fewshot.errors import FewShotError
+from fewshot.methods.base import BatchSource, Method
+from fewshot.methods.registry import METHODS
+from fewshot.nets import flatten as _flatten  # noqa: F401  (registers the "flatten" encoder MANN uses)
+from fewshot.nets.controllers import build_controller
+from fewshot.nets.lrua import LRUAMemory
+from fewshot.nets.memory import Memory, MemoryState
+from fewshot.nets.ntm import NTMMemory
+
+MEMORIES = ("lrua", "ntm", "none")
+CONTROLLERS = ("lstm", "feedforward")
+LOGGED_INSTANCES = (1, 2, 3, 5, 10)
+ARCHITECTURE_BYTES = 256
+QUERY_BRANCHES = 2048  # query steps branched from post-support states per chunk in :meth:`MANN.scores`
+
+
+class RecurrentState(NamedTuple):
+    """Everything carried from one step to the next: controller state, memory state, ``r_{t-1}``."""
+
+    controller: tuple[torch.Tensor, ...]
+    memory: MemoryState | None
+    read: torch.Tensor | None
+
+
+class SequenceOutput(NamedTuple):
+    """Output of :meth:`MANN.forward`.
+
+    Attributes:
+        logits: class scores ``[batch, time, n_classes]``.
+        state: the state after the last step (to continue the sequence).
+        read_weights: ``[batch, time, heads, slots]`` if recorded, else ``None``.
+        write_weights: ``[batch, time, write heads, slots]`` if recorded, else ``None``.
+    """
+
+    logits: torch.Tensor
+    state: RecurrentState
+    read_weights: torch.Tensor | None
+    write_weights: torch.Tensor | None
+
+
+@METHODS.register("mann")
+class MANN(Method):
+    """Memory-augmented neural network (Santoro et al. 2016): learns new classes inside an episode.
+
+    Args:
+        encoder: maps an image to features; ``flatten`` (raw pixels) as in the paper.
+        memory: external memory: ``lrua`` (least recently used access, the paper's MANN),
+            ``ntm`` (Neural Turing Machine addressing), or ``none`` (the LSTM baseline).
+        controller: ``lstm`` or ``feedforward``.
+        n_classes: classes per episode (Santoro: 5 or 15); also the size of the label input and output.
+        instances: images of each class per episode (episode length ``n_classes * instances``).
+        batch_size: episodes per training batch.
+        controller_size: hidden units of the controller.
+        slots: memory locations.
+        width: size of a memory location.
+        heads: read heads (LRUA: each also writes).
+        gamma: LRUA usage decay.
+        shift_range: NTM shifts ``-R .. R``.
+        augment: Santoro's augmentation of training episodes (classes rotated by multiples of
+            90 degrees, small random rotations and translations per image).
+        max_rotation: largest per-image rotation of the augmentation, in degrees.
+        max_shift: largest per-image translation of the augmentation, in pixels.
+
+    Example:
+        >>> from fewshot.nets import build_encoder
+        >>> model = MANN(build_encoder("flatten", 1, 20), memory="lrua", n_classes=5)
+        >>> logits = model.predict(batch)  # a SequenceBatch -> [batch, time, 5]
+    """
+
+    name = "mann"
+    option_choices = {"memory": MEMORIES, "controller": CONTROLLERS}
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        memory: str = "lrua",
+        controller: str = "lstm",
+        n_classes: int = 5,
+        instances: int = 10,
+        batch_size: int = 16,
+        controller_size: int = 200,
+        slots: int = 128,
+        width: int = 40,
+        heads: int = 4,
+        gamma: float = 0.95,
+        shift_range: int = 1,
+        augment: bool = True,
+        max_rotation: float = 10.0,
+        max_shift: float = 2.0,
+    ) -> None:
+        super().__init__(encoder)
+        if memory not in MEMORIES:
+            raise FewShotError(f"unknown memory {memory!r} for mann; valid: {', '.join(MEMORIES)}")
+        if controller not in CONTROLLERS:
+            raise FewShotError(f"unknown controller {controller!r} for mann; valid: {', '.join(CONTROLLERS)}")
+        in_features = getattr(encoder, "out_features", None)
+        if not isinstance(in_features, int):
+            raise FewShotError("mann needs an encoder with an out_features attribute; use --encoder flatten")
+        for value, what in ((n_classes, "n_classes"), (instances, "instances"), (batch_size, "batch_size"),
+                            (controller_size, "controller_size"), (slots, "slots"), (width, "width"),
+                            (heads, "heads")):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise FewShotError(f"mann option {what} must be a positive integer, got {value!r}")
+        try:
+            self.memory = build_memory(memory, controller_size, slots, width, heads, gamma, shift_range)
+        except ValueError as e:
+            raise FewShotError(f"mann memory options: {e}") from None
+        read_size = self.memory.read_size if self.memory is not None else 0
+        self.controller = build_controller(controller, in_features + n_classes, read_size, controller_size)
+        self.output = nn.Linear(controller_size + read_size, n_classes)
+        self.memory_kind, self.controller_kind = memory, controller
+        self.n_classes, self.instances, self.batch_size = n_classes, instances, batch_size
+        self.augmentation = SantoroAugmentation(True, max_rotation, max_shift) if augment else None
+        settings = {"memory": memory, "controller": controller, "n_classes": n_classes,
+                    "controller_size": controller_size, "features": in_features}
+        if memory != "none":
+            settings.update(slots=slots, width=width, heads=heads)
+        self.settings = settings
+        self.register_buffer("architecture", _encode(settings))
+        self.register_load_state_dict_pre_hook(_check_architecture)
+
+    # -- the network -----------------------------------------------------------------------------
+
+    def initial_state(self, batch: int, device: torch.device | str | None = None,
+                      dtype: torch.dtype = torch.float32) -> RecurrentState:
+        """The state before the first step of an episode: empty memory, zero read vector."""
+        if self.memory is None:
+            return RecurrentState(self.controller.initial_state(batch, device, dtype), None, None)
+        return RecurrentState(
+            self.controller.initial_state(batch, device, dtype),
+            self.memory.initial_state(batch, device, dtype),
+            torch.zeros(batch, self.memory.read_size, device=device, dtype=dtype),
+        )
+
+    def forward(self, features: torch.Tensor, previous_labels: torch.Tensor, state: RecurrentState | None = None,
+                record: bool = False) -> SequenceOutput:
+        """Run the sequence ``[x_t, y_{t-1}]``; the only Python loop is over time steps.
+
+        Args:
+            features: encoded images ``[batch, time, d]``.
+            previous_labels: one-hot ``y_{t-1}`` ``[batch, time, n_classes]``.
+            state: the state to continue from (default: a fresh episode).
+            record: also return the read and write weights of every step.
+        """
+        batch = features.shape[0]
+        projected = self.controller.project_inputs(torch.cat([features, previous_labels], dim=-1))
+        if state is None:
+            state = self.initial_state(batch, features.device, projected.dtype)
+        controller_state, memory_state, read = state
+        hidden, reads, read_weights, write_weights = [], [], [], []
+        for projected_t in projected.unbind(1):
+            h, controller_state = self.controller.step(projected_t, read, controller_state)
+            hidden.append(h)
+            if self.memory is not None:
+                read, memory_state = self.memory(h, memory_state)
+                reads.append(read)
+                if record:
+                    read_weights.append(memory_state.read_weights)
+                    write_weights.append(memory_state.write_weights)
+        out = torch.stack(hidden, 1)
+        if reads:
+            out = torch.cat([out, torch.stack(reads, 1)], dim=-1)
+        return SequenceOutput(
+            self.output(out),
+            RecurrentState(controller_state, memory_state, read),
+            torch.stack(read_weights, 1) if read_weights else None,
+            torch.stack(write_weights, 1) if write_weights else None,
+        )
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Encoder features of ``[batch, time, c, h, w]`` images: ``[batch, time, d]``."""
+        return self.encoder(images.flatten(0, 1)).unflatten(0, images.shape[:2])
+
+    def run(self, batch: SequenceBatch, record: bool = False) -> SequenceOutput:
+        """The network on a batch of sequence episodes."""
+        if batch.n_classes != self.n_classes:
+            raise FewShotError(f"this mann was built for {self.n_classes}-class episodes, got {batch.n_classes} "
+                               f"classes; draw episodes of {self.n_classes} classes or train another model")
+        return self(self.encode(batch.images), batch.previous_labels, record=record)
+
+    def predict(self, batch: SequenceBatch) -> torch.Tensor:
+        """Class scores ``[batch, time, n_classes]`` of every step of a batch of episodes."""
+        return self.run(batch).logits
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def training_batches(self, dataset: ImageDataset, steps: int, seed: int) -> BatchSource:
+        return self.sequence_episodes(dataset, seed, self.batch_size, self.augmentation).batch
+
+    def sequence_episodes(self, dataset: ImageDataset, seed: int, batch_size: int,
+                          augmentation: SantoroAugmentation | None = None) -> SequenceEpisodes:
+        """Episodes of this model's shape (``n_classes`` classes, ``instances`` each) from ``dataset``."""
+        return SequenceEpisodes(dataset, self.n_classes, self.instances, batch_size, seed, augmentation)
+
+    def training_loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = self.predict(batch)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten())
+        correct = (logits.argmax(-1) == batch.labels).float()
+        metrics = {"accuracy": correct.mean().item()}
+        instances = batch.instances
+        for k in LOGGED_INSTANCES:
+            if k <= self.instances:
+                metrics[f"acc_inst{k}"] = correct[instances == k].mean().item()
+        return loss, metrics
+
+    def validation_accuracy(self, dataset: ImageDataset, n_way: int, k_shot: int, n_query: int, n_episodes: int,
+                            seed: int) -> float:
+        """Mean accuracy over all steps of ``n_episodes`` sequence episodes of ``dataset``.
+
+        MANN is validated the way it is trained and tested, on sequence episodes of its own
+        ``n_classes`` and ``instances``; the trainer's ``n_way``, ``k_shot`` and ``n_query`` do not apply.
+        """
+        from fewshot.evaluation.instances import evaluate_instances
+
+        return evaluate_instances(self, dataset, n_episodes=n_episodes, seed=seed, progress=False).overall
+
+    # -- N-way K-shot episodes ---------------------------------------------------------------------
+
+    def scores(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor,
+               n_way: int) -> torch.Tensor:
+        """Scores of queries after reading the support set as a labelled sequence.
+
+        The support examples are fed as one sequence, round-robin over the classes (first shot
+        of every class, then the second ...), each step with the previous step's label. Each
+        query is then one more step, branched from the state after the support sequence:
+        queries do not see each other.
+        """
+        if n_way != self.n_classes:
+            raise FewShotError(f"this mann outputs {self.n_classes} classes and cannot score {n_way}-way episodes; "
+                               f"evaluate it on {self.n_classes}-way episodes or train one with --n-classes {n_way}")
+        lead, (n_support, d), n_query = support.shape[:-2], support.shape[-2:], query.shape[-2]
+        support, query = support.reshape(-1, n_support, d), query.reshape(-1, n_query, d)
+        episodes = support.shape[0]
+        rank = F.one_hot(support_labels, n_way).cumsum(0).gather(1, support_labels[:, None]).squeeze(1)
+        order = torch.argsort(rank * n_way + support_labels, stable=True)
+        labels = F.one_hot(support_labels[order], n_way).to(support.dtype)
+        previous = F.pad(labels[:-1], (0, 0, 1, 0)).expand(episodes, -1, -1)
+        state = self(support[:, order], previous).state
+        last = labels[-1].expand(n_query, 1, n_way)
+        chunk = max(1, QUERY_BRANCHES // n_query)
+        out = []
+        for first in range(0, episodes, chunk):
+            part = slice(first, first + chunk)
+            branched = _map_state(state, lambda x: x[part].repeat_interleave(n_query, 0))
+            q = query[part].reshape(-1, 1, d)
+            out.append(self(q, last.repeat(q.shape[0] // n_query, 1, 1), branched).logits.view(-1, n_query, n_way))
+        return torch.cat(out).reshape(*lead, n_query, n_way)
+
+
+def build_memory(kind: str, controller_size: int, slots: int, width: int, heads: int, gamma: float,
+                 shift_range: int) -> Memory | None:
+    """The external memory called ``kind``: ``lrua``, ``ntm``, or ``none`` (no memory)."""
+    if kind == "lrua":
+        return LRUAMemory(controller_size, slots, width, heads, gamma)
+    if kind == "ntm":
+        return NTMMemory(controller_size, slots, width, heads, shift_range=shift_range)
+    return None
+
+
+def _map_state(state: Any, fn: Any) -> Any:
+    """Apply ``fn`` to every tensor of a (nested) state."""
+    if isinstance(state, torch.Tensor):
+        return fn(state)
+    if state is None:
+        return None
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(_map_state(s, fn) for s in state))
+    return tuple(_map_state(s, fn) for s in state)
+
+
+def _encode(settings: dict[str, Any]) -> torch.Tensor:
+    data = json.dumps(settings, sort_keys=True).encode("ascii")
+    if len(data) > ARCHITECTURE_BYTES:
+        raise ValueError("architecture description too long")
+    return torch.tensor(list(data) + [0] * (ARCHITECTURE_BYTES - len(data)), dtype=torch.uint8)
+
+
+def _decode(buffer: torch.Tensor) -> dict[str, Any] | None:
+    try:
+        return json.loads(bytes(buffer[buffer != 0].tolist()).decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _describe(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+def _check_architecture(module: MANN, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Refuse, naming both, weights of a MANN with another memory, controller or size."""
+    saved = state_dict.get(prefix + "architecture")
+    theirs = _decode(saved) if isinstance(saved, torch.Tensor) else None
+    if theirs is None or theirs == module.settings:
+        return
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in theirs.items()
+                     if k != "features" and module.settings.get(k) != v)
+    raise FewShotError(
+        f"these weights are of a mann with {_describe(theirs)}, but the model they are loaded into has "
+        f"{_describe(module.settings)}; build the model with the weights' settings ({flags})"
+    )
