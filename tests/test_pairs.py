@@ -1,0 +1,97 @@
+import math
+
+import pytest
+import torch
+from synthetic import make_dataset
+
+from fewshot.data.augment import KOCH_DISTORTION, random_affine
+from fewshot.data.dataset import ImageDataset
+from fewshot.data.pairs import PairSampler
+from fewshot.errors import FewShotError
+
+DATA = make_dataset(n_classes=6, per_class=5, size=16, seed=0)
+
+
+def test_batches_are_half_same_half_different_pairs_of_the_dataset():
+    sampler = PairSampler(DATA, batch_size=64, seed=0)
+    left, right, labels = sampler.indices(3)
+    assert len(left) == len(right) == 64 and labels.sum() == 32
+    same = DATA.labels[left] == DATA.labels[right]
+    assert torch.equal(same, labels.bool())
+    assert (left[labels.bool()] != right[labels.bool()]).all()  # two distinct images of one class
+    batch = sampler.batch(3)
+    assert batch.left.shape == (64, 1, 16, 16) and torch.equal(batch.left, DATA.images_at(left))
+
+
+def test_pairs_stay_inside_the_given_classes():
+    train = DATA.subset([0, 2, 4])
+    left, right, _ = PairSampler(train, batch_size=200, seed=1).indices(0)
+    names = {train.class_names[int(i)] for i in train.labels[torch.cat([left, right])]}
+    assert names == {"c0", "c2", "c4"}
+
+
+def test_batch_i_depends_only_on_seed_and_i():
+    a = PairSampler(DATA, 32, seed=7, distortion=KOCH_DISTORTION)
+    b = PairSampler(DATA, 32, seed=7, distortion=KOCH_DISTORTION)
+    later = [b.batch(i) for i in (5, 2)][1]  # drawn out of order
+    assert torch.equal(a.batch(2).left, later.left) and torch.equal(a.batch(2).labels, later.labels)
+    assert not torch.equal(a.batch(2).left, a.batch(3).left)
+    assert not torch.equal(a.batch(2).left, PairSampler(DATA, 32, seed=8, distortion=KOCH_DISTORTION).batch(2).left)
+
+
+def test_class_sizes_are_respected_and_every_class_is_drawn():
+    images = torch.zeros(7, 1, 4, 4, dtype=torch.uint8)
+    small = ImageDataset(images, torch.tensor([0, 0, 0, 0, 0, 1, 2]), ["a", "b", "c"])  # b, c: one image each
+    left, right, labels = PairSampler(small, batch_size=300, seed=0).indices(0)
+    positives = small.labels[left[labels.bool()]]
+    assert (positives == 0).all()  # only class a can make a same pair
+    assert set(small.labels[torch.cat([left, right])[~labels.repeat(2).bool()]].tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("labels, names, message", [
+    ([0, 0, 0], ["only"], "single class"),
+    ([0, 1, 2], ["a", "b", "c"], "no class .* has two images"),
+])
+def test_impossible_pairs_are_refused_clearly(labels, names, message):
+    dataset = ImageDataset(torch.zeros(len(labels), 1, 4, 4, dtype=torch.uint8), torch.tensor(labels), names)
+    with pytest.raises(FewShotError, match=message):
+        PairSampler(dataset, batch_size=8)
+
+
+def test_odd_batch_size_is_refused():
+    with pytest.raises(FewShotError, match="even"):
+        PairSampler(DATA, batch_size=7)
+
+
+def test_affine_identity_and_probability_zero_leave_images_unchanged():
+    images = torch.rand(5, 2, 12, 12)
+    g = torch.Generator().manual_seed(0)
+    assert torch.allclose(random_affine(images, g), images, atol=1e-5)
+    assert torch.allclose(random_affine(images, g, **{**KOCH_DISTORTION, "probability": 0.0}), images, atol=1e-5)
+
+
+def test_affine_translation_and_rotation_move_pixels_as_asked():
+    image = torch.zeros(1, 1, 20, 20)
+    image[0, 0, 8:12, 3:7] = 1.0  # a square left of centre (centroid column 4.5)
+    g = torch.Generator().manual_seed(0)
+    shifted = random_affine(image.repeat(50, 1, 1, 1), g, translate=0.15)  # up to 3 pixels
+    dx = (shifted.sum(2) * torch.arange(20.0)).sum(-1) / shifted.sum((2, 3)) - 4.5
+    assert dx.abs().max() <= 3.01 and dx.min() < -1 and dx.max() > 1
+    turned = random_affine(image.repeat(50, 1, 1, 1), g, rotation=90.0)
+    rows = (turned.sum(3) * torch.arange(20.0)).sum(-1) / turned.sum((2, 3))
+    assert rows.std() > 1.0  # rotating about the centre moves the square up and down
+    assert torch.allclose(turned.sum((1, 2, 3)), image.sum().expand(50), rtol=0.1)  # and keeps its area
+
+
+def test_affine_draws_are_reproducible_and_batched_per_image():
+    images = torch.rand(4, 1, 10, 10).repeat(2, 1, 1, 1)
+    out1 = random_affine(images, torch.Generator().manual_seed(3), **KOCH_DISTORTION)
+    out2 = random_affine(images, torch.Generator().manual_seed(3), **KOCH_DISTORTION)
+    assert torch.equal(out1, out2)
+    assert not torch.allclose(out1[:4], out1[4:])  # each image gets its own transform
+    assert math.isclose(KOCH_DISTORTION["translate"] * 105, 2.0)
+
+
+def test_bad_affine_ranges_are_refused():
+    with pytest.raises(FewShotError, match="scale"):
+        random_affine(torch.rand(1, 1, 4, 4), torch.Generator(), scale=(1.2, 0.8))
