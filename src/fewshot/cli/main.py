@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from fewshot import __version__
-from fewshot.cli import datasets, evaluate, plot, train, verify
+from fewshot.cli import datasets, embed, evaluate, plot, train, verify
 from fewshot.errors import FewShotError
 
-COMMANDS = (train, evaluate, datasets, plot, verify)
+COMMANDS = (train, evaluate, embed, datasets, plot, verify)
 
 
 def build_parser() -> argparse.ArgumentParser:

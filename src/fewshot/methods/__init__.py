@@ -1,6 +1,7 @@
 """Few-shot methods, one file each; importing this package registers them all."""
 from fewshot.methods import protonet as _protonet  # noqa: F401
 from fewshot.methods import siamese as _siamese  # noqa: F401
+from fewshot.methods import metric as _metric  # noqa: F401  (registers "metric" and "triplet")
 from fewshot.methods import mann as _mann  # noqa: F401  (registers "mann")
 from fewshot.methods.base import Method
 from fewshot.methods.registry import METHODS
