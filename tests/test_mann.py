@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.sequences import SequenceEpisodes
 from fewshot.errors import FewShotError
-from fewshot.evaluation.instances import (accuracy_by_instance, evaluate_instances, markdown_table,
-                                          save_results)
+from fewshot.evaluation.instances import accuracy_by_instance, evaluate_instances, markdown_table, save_results
 from fewshot.methods import METHODS
 from fewshot.methods.mann import MANN
 from fewshot.nets.flatten import FlattenEncoder
@@ -38,7 +37,8 @@ def random_patterns(n_classes: int, per_class: int = 10, side: int = 4, seed: in
 
 def small_mann(memory: str = "lrua", controller: str = "lstm", n_classes: int = 3, **options) -> MANN:
     torch.manual_seed(0)
-    settings = dict(instances=4, batch_size=4, controller_size=16, slots=8, width=6, heads=2, augment=False)
+    settings = {"instances": 4, "batch_size": 4, "controller_size": 16, "slots": 8, "width": 6, "heads": 2,
+                "augment": False}
     settings.update(options)
     return MANN(FlattenEncoder(1, 4), memory=memory, controller=controller, n_classes=n_classes, **settings)
 
@@ -184,9 +184,9 @@ def test_command_line_train_resume_evaluate_plot(tmp_path, monkeypatch, capsys):
         Image.fromarray(image[0].numpy()).save(tmp_path / "shapes" / f"c{int(label):02d}" / f"{i}.png")
     run = tmp_path / "run"
     args = ["train", "mann", "--dataset", "folder", "--data-dir", str(tmp_path / "shapes"), "--split", "0-5/6-7/8-11",
-            "--image-size", "8", "--encoder", "flatten", "--n-classes", "2", "--instances", "4", "--batch-size", "2", "--controller-size",
-            "8", "--slots", "8", "--width", "4", "--heads", "2", "--steps", "4", "--val-every", "2",
-            "--val-episodes", "4", "--checkpoint-every", "2", "--out", str(run), "--no-progress"]
+            "--image-size", "8", "--encoder", "flatten", "--n-classes", "2", "--instances", "4", "--batch-size", "2",
+            "--controller-size", "8", "--slots", "8", "--width", "4", "--heads", "2", "--steps", "4",
+            "--val-every", "2", "--val-episodes", "4", "--checkpoint-every", "2", "--out", str(run), "--no-progress"]
     assert main(args) == 0
     assert main([*args[:-3], "--steps", "6", "--out", str(run), "--resume", "--no-progress"]) == 0
     assert "6 steps" in capsys.readouterr().out

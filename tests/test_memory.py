@@ -68,7 +68,8 @@ def test_lrua_write_weights_interpolate_previous_read_and_least_used():
 
 def test_lrua_heads_share_out_the_least_used_slots():
     gate = torch.zeros(1, 2, 1)  # pure least-used writes
-    w = lrua_write_weights(gate, torch.zeros(1, 2, 5), least_used_slots(torch.tensor([[3.0, 0.2, 1.0, 0.1, 4.0]]), 2), 5)
+    least_used = least_used_slots(torch.tensor([[3.0, 0.2, 1.0, 0.1, 4.0]]), 2)
+    w = lrua_write_weights(gate, torch.zeros(1, 2, 5), least_used, 5)
     assert w[0].tolist() == [[0, 0, 0, 1, 0], [0, 1, 0, 0, 0]]
     assert w.sum(1)[0].tolist() == [0, 1, 0, 1, 0]  # the n-hot w^lu of the paper
 

@@ -12,14 +12,14 @@ the weights can only learn *how* to bind images to labels in memory, not the cla
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fewshot.data.dataset import ImageDataset
-from fewshot.data.sequences import SantoroAugmentation, SequenceBatch, SequenceEpisodes, instance_numbers
+from fewshot.data.sequences import SantoroAugmentation, SequenceBatch, SequenceEpisodes
 from fewshot.errors import FewShotError
 from fewshot.methods.base import BatchSource, Method
 from fewshot.methods.registry import METHODS
@@ -90,7 +90,7 @@ class MANN(Method):
     """
 
     name = "mann"
-    option_choices = {"memory": MEMORIES, "controller": CONTROLLERS}
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"memory": MEMORIES, "controller": CONTROLLERS}
 
     def __init__(
         self,
@@ -140,6 +140,22 @@ class MANN(Method):
         self.settings = settings
         self.register_buffer("architecture", _encode(settings))
         self.register_load_state_dict_pre_hook(_check_architecture)
+
+    def check_state_dict(self, state_dict: dict[str, Any], prefix: str = "") -> None:
+        """Refuse, naming both, weights of a mann with another memory, controller or size.
+
+        Runs before every ``load_state_dict``; loaders that compare keys first can call it directly.
+        """
+        saved = state_dict.get(prefix + "architecture")
+        theirs = _decode(saved) if isinstance(saved, torch.Tensor) else None
+        if theirs is None or theirs == self.settings:
+            return
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in theirs.items()
+                         if k != "features" and self.settings.get(k) != v)
+        raise FewShotError(
+            f"these weights are of a mann with {_describe(theirs)}, but the model they are loaded into has "
+            f"{_describe(self.settings)}; build the model with the weights' settings ({flags})"
+        )
 
     # -- the network -----------------------------------------------------------------------------
 
@@ -263,7 +279,7 @@ class MANN(Method):
         out = []
         for first in range(0, episodes, chunk):
             part = slice(first, first + chunk)
-            branched = _map_state(state, lambda x: x[part].repeat_interleave(n_query, 0))
+            branched = _map_state(state, lambda x, part=part: x[part].repeat_interleave(n_query, 0))
             q = query[part].reshape(-1, 1, d)
             out.append(self(q, last.repeat(q.shape[0] // n_query, 1, 1), branched).logits.view(-1, n_query, n_way))
         return torch.cat(out).reshape(*lead, n_query, n_way)
@@ -309,14 +325,5 @@ def _describe(settings: dict[str, Any]) -> str:
 
 
 def _check_architecture(module: MANN, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-    """Refuse, naming both, weights of a MANN with another memory, controller or size."""
-    saved = state_dict.get(prefix + "architecture")
-    theirs = _decode(saved) if isinstance(saved, torch.Tensor) else None
-    if theirs is None or theirs == module.settings:
-        return
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in theirs.items()
-                     if k != "features" and module.settings.get(k) != v)
-    raise FewShotError(
-        f"these weights are of a mann with {_describe(theirs)}, but the model they are loaded into has "
-        f"{_describe(module.settings)}; build the model with the weights' settings ({flags})"
-    )
+    """``load_state_dict`` pre-hook: see :meth:`MANN.check_state_dict`."""
+    module.check_state_dict(state_dict, prefix)

@@ -16,7 +16,7 @@ from torch import nn
 
 from fewshot.registry import Registry
 
-CONTROLLERS: Registry[type["Controller"]] = Registry("controller")
+CONTROLLERS: Registry[type[Controller]] = Registry("controller")
 
 State = tuple[torch.Tensor, ...]
 

@@ -120,5 +120,6 @@ def ntm_write(memory: torch.Tensor, weights: torch.Tensor, erase: torch.Tensor, 
         erase: ``[batch, heads, width]`` in (0, 1).
         add: ``[batch, heads, width]``.
     """
-    kept = (1.0 - weights.unsqueeze(-1) * erase.unsqueeze(2)).prod(dim=1)  # [batch, slots, width]
+    kept = 1.0 - weights.unsqueeze(-1) * erase.unsqueeze(2)  # [batch, heads, slots, width]
+    kept = kept.squeeze(1) if kept.shape[1] == 1 else kept.prod(dim=1)  # one head: no prod (slow backward)
     return (memory * kept).baddbmm_(weights.transpose(1, 2), add)  # in place: no copy

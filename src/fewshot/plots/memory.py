@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from fewshot.data.dataset import ImageDataset
 from fewshot.errors import FewShotError
