@@ -14,6 +14,7 @@ from fewshot.errors import FewShotError
 from fewshot.evaluation.embeddings import EmbeddingSet
 from fewshot.plots.curves import plot_curves
 from fewshot.plots.episode import plot_episode, predict_episode
+from fewshot.plots.memory import plot_episode_memory
 from fewshot.plots.umap import plot_umap
 
 
@@ -84,7 +85,27 @@ def _episode(args: argparse.Namespace) -> int:
     return _done(None, args.out)
 
 
-KINDS = (add_curves, add_umap, add_episode)
+def add_memory(plots: argparse._SubParsersAction) -> None:
+    parser = plots.add_parser(
+        "memory", help="a mann's read and write weights by slot over one test episode, classes marked",
+        description="Run a trained mann on episode --episode of the seeded list `fewshot evaluate` uses and draw "
+                    "its read and write weights (summed over heads) by memory slot and time step, with the class "
+                    "of every step marked above and its wrong predictions crossed.")
+    parser.add_argument("run_dir", metavar="RUN")
+    parser.add_argument("--out", required=True, help="PNG file to write")
+    parser.add_argument("--episode", type=int, default=0, help="which episode of the list (default: 0)")
+    add_data_arguments(parser, several_partitions=False)
+    parser.set_defaults(run=_memory)
+
+
+def _memory(args: argparse.Namespace) -> int:
+    method, _, splits, _, device = run_with_data(args, [args.partition])
+    accuracy = plot_episode_memory(method, splits[args.partition], args.out, args.episode, args.seed, device)
+    print(f"episode {args.episode}: {100 * accuracy:.0f}% right")
+    return _done(None, args.out)
+
+
+KINDS = (add_curves, add_umap, add_episode, add_memory)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
