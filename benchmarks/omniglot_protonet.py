@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
-                        help="bfloat16 autocast in training (default: on)")
+                        help="bfloat16 autocast in training and while embedding test images (default: on)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench_protonet")
     parser.add_argument("--easyfsl-worker", help=argparse.SUPPRESS)
@@ -82,7 +82,7 @@ def main() -> None:
         summary = Trainer(method, config, train_set, data.get("val"), out, "cpu", progress=False).fit(resume=resume)
         resume = True
         model, _ = load_run(out)
-        evaluator = Evaluator(model, data["test"], "cpu", progress=False)
+        evaluator = Evaluator(model, data["test"], "cpu", progress=False, bf16=args.bf16)
         results[label] = {"minutes": round(summary["elapsed_s"] / 60, 2), "episodes": summary["step"],
                           "best_val": summary["best_val_accuracy"],
                           **{f"{n}w{k}s": _acc(evaluator.evaluate(n, k, args.queries, args.episodes, args.seed))
@@ -110,7 +110,7 @@ def eval_speed(model, test_set, args) -> dict:
 
     speeds = {}
     for n, k in ((5, 1), (20, 1)):
-        evaluator = Evaluator(model, test_set, "cpu", progress=False)
+        evaluator = Evaluator(model, test_set, "cpu", progress=False, bf16=args.bf16)
         start = time.perf_counter()
         evaluator.evaluate(n, k, args.queries, args.episodes, args.seed)
         speeds[f"{n}w{k}s"] = round(args.episodes / (time.perf_counter() - start), 1)

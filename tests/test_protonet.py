@@ -51,3 +51,17 @@ def test_short_training_lowers_loss_and_beats_chance_on_unseen_classes():
     after = evaluate(model, test, n_way=4, k_shot=1, n_query=3, n_episodes=100, progress=False).mean
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
     assert after > 0.5 and after > before  # chance is 0.25
+
+
+def test_conv4_block_equals_conv_bn_relu_pool():
+    from fewshot.nets.conv4 import conv_block
+
+    torch.manual_seed(0)
+    block = conv_block(3, 8)
+    conv, bn, pool, relu = block
+    x = torch.randn(4, 3, 12, 12, requires_grad=True)
+    reference = torch.nn.functional.max_pool2d(torch.relu(bn(conv(x))), 2)
+    (grad_ref,) = torch.autograd.grad(reference.sum(), x)
+    out = block(x)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert torch.allclose(out, reference, atol=1e-6) and torch.allclose(grad, grad_ref, atol=1e-6)

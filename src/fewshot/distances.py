@@ -18,16 +18,35 @@ from fewshot.registry import Registry
 DISTANCES: Registry[type["Distance"]] = Registry("distance")
 
 
-class Distance(nn.Module, ABC):
-    """Base class: subclasses implement :meth:`matrix` and :meth:`pairwise`."""
+def full_precision(a: torch.Tensor) -> torch.autocast:
+    """A context in which autocast is off, for sums whose cancellation bfloat16 cannot bear."""
+    return torch.autocast(device_type=a.device.type, enabled=False)
 
-    @abstractmethod
+
+class Distance(nn.Module, ABC):
+    """Base class: subclasses implement :meth:`_matrix` and :meth:`_pairwise`.
+
+    Distances are always computed in float32, even under bfloat16 autocast: with 8 bits of
+    mantissa, ``|a|^2 + |b|^2 - 2 a.b`` loses the differences between classes.
+    """
+
     def matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """All pairs: ``a [..., n, d]``, ``b [..., m, d]`` -> ``[..., n, m]``."""
+        with full_precision(a):
+            return self._matrix(a.float(), b.float())
 
-    @abstractmethod
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Row by row: ``a [n, d]``, ``b [n, d]`` -> ``[n]``."""
+        with full_precision(a):
+            return self._pairwise(a.float(), b.float())
+
+    @abstractmethod
+    def _matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """:meth:`matrix` on float32 inputs."""
+
+    @abstractmethod
+    def _pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """:meth:`pairwise` on float32 inputs."""
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.pairwise(a, b)
@@ -37,10 +56,10 @@ class Distance(nn.Module, ABC):
 class L1Distance(Distance):
     """``sum |a - b|`` (Koch et al. 2015; the softmax-ratio triplet loss of seed 003)."""
 
-    def matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a.unsqueeze(-2) - b.unsqueeze(-3)).abs().sum(-1)
 
-    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a - b).abs().sum(-1)
 
 
@@ -48,11 +67,11 @@ class L1Distance(Distance):
 class SquaredEuclideanDistance(Distance):
     """``sum (a - b)^2``, the distance of Prototypical Networks (Snell et al. 2017, eq. 2)."""
 
-    def matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         sq = (a * a).sum(-1).unsqueeze(-1) + (b * b).sum(-1).unsqueeze(-2) - 2 * a @ b.transpose(-1, -2)
         return sq.clamp_min(0)
 
-    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a - b).pow(2).sum(-1)
 
 
@@ -65,21 +84,21 @@ class EuclideanDistance(Distance):
         self.eps = eps
         self._squared = SquaredEuclideanDistance()
 
-    def matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self._squared.matrix(a, b).clamp_min(self.eps).sqrt()
+    def _matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self._squared._matrix(a, b).clamp_min(self.eps).sqrt()
 
-    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self._squared.pairwise(a, b).clamp_min(self.eps).sqrt()
+    def _pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self._squared._pairwise(a, b).clamp_min(self.eps).sqrt()
 
 
 @DISTANCES.register("cosine")
 class CosineDistance(Distance):
     """``1 - cos(a, b)``."""
 
-    def matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return 1 - F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).transpose(-1, -2)
 
-    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return 1 - F.cosine_similarity(a, b, dim=-1)
 
 

@@ -82,6 +82,8 @@ class Evaluator:
     def __init__(self, method: Method, dataset: ImageDataset, device: torch.device | str | None = None,
                  progress: bool = True, bf16: bool = False) -> None:
         self.method, self.dataset, self.progress, self.bf16 = method, dataset, progress, bf16
+        if method.episode_independent:
+            method.to(memory_format=torch.channels_last)  # outside inference mode: the weights stay trainable
         self.device = torch.device(device) if device is not None else next(method.parameters()).device
         self._embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -110,7 +112,6 @@ class Evaluator:
         """Support and query embeddings of every image (the same tensor when the method embeds both alike)."""
         if self._embeddings is None:
             method = self.method
-            method.to(memory_format=torch.channels_last)
             support = embed_dataset(method, self.dataset, self.device, query=False, bf16=self.bf16)
             same = type(method).embed_query is Method.embed_query and type(method).embed_support is Method.embed_support
             query = support if same else embed_dataset(method, self.dataset, self.device, query=True, bf16=self.bf16)

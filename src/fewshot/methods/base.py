@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewshot.data.dataset import ImageDataset
+from fewshot.distances import full_precision
 
 Batch = Any
 BatchSource = Callable[[int], Batch]
@@ -93,9 +94,10 @@ class Method(nn.Module, ABC):
 
 
 def class_means(embeddings: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
-    """Per-class mean of ``embeddings [..., n, d]`` -> ``[..., n_way, d]`` (the prototypes)."""
-    one_hot = F.one_hot(labels, n_way).to(embeddings.dtype)
-    return (one_hot.T @ embeddings) / one_hot.sum(0).unsqueeze(-1)
+    """Per-class mean of ``embeddings [..., n, d]`` -> ``[..., n_way, d]`` (the prototypes), in float32."""
+    with full_precision(embeddings):
+        one_hot = F.one_hot(labels, n_way).float()
+        return (one_hot.T @ embeddings.float()) / one_hot.sum(0).unsqueeze(-1)
 
 
 def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
