@@ -67,6 +67,7 @@ def load_weights(method: Method, path: str | Path, config: RunConfig) -> None:
         raise FewShotError(f"{path} not found: the run has no trained model yet (train it, or resume it)") from None
     except (SafetensorError, OSError) as e:
         raise FewShotError(f"{path} is not a readable safetensors file ({e}); retrain or restore it") from None
+    method.check_state_dict(state)
     expected = method.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)

@@ -7,6 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
+import torch
+
 from fewshot.cli.options import add_config_flags, add_method_flags
 from fewshot.device import resolve_device
 from fewshot.errors import FewShotError
@@ -85,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         config = requested_config(args)
         out = out or Path(f"runs/{config.method}_{config.dataset}")
     device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     data = load_data(config, (config.train_partition, "val"), progress=args.progress, download=args.download)
     train_set = data[config.train_partition]
     if config.rotate_classes:

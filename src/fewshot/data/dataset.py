@@ -76,6 +76,15 @@ class ImageDataset(Dataset):
             self._class_indices = list(torch.split(order, counts))
         return self._class_indices
 
+    def index_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(table, padding)``: row ``c`` of ``table`` lists the images of class ``c``, padded to the
+        largest class; ``padding`` marks the padded cells. Samplers draw from it in one vectorised step."""
+        sizes = self.class_sizes
+        table = torch.zeros(self.num_classes, int(sizes.max()), dtype=torch.long)
+        for c, idx in enumerate(self.class_indices):
+            table[c, : len(idx)] = idx
+        return table, torch.arange(table.shape[1])[None, :] >= sizes[:, None]
+
     @property
     def class_sizes(self) -> torch.Tensor:
         return torch.bincount(self.labels, minlength=self.num_classes)

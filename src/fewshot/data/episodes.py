@@ -42,11 +42,7 @@ class EpisodeSampler(Sampler[list[int]]):
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
         self.n_episodes = n_episodes
         self.seed = seed
-        sizes = dataset.class_sizes
-        self._table = torch.zeros(dataset.num_classes, int(sizes.max()), dtype=torch.long)
-        for c, idx in enumerate(dataset.class_indices):
-            self._table[c, : len(idx)] = idx
-        self._invalid = torch.arange(self._table.shape[1])[None, :] >= sizes[:, None]
+        self._table, self._invalid = dataset.index_table()
 
     def __len__(self) -> int:
         return self.n_episodes

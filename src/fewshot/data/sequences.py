@@ -152,10 +152,7 @@ class SequenceEpisodes:
         self.dataset, self.n_classes, self.instances = dataset, n_classes, instances
         self.batch_size, self.seed, self.augmentation = batch_size, seed, augmentation
         self._sizes = sizes
-        self._table = torch.zeros(dataset.num_classes, int(sizes.max()), dtype=torch.long)
-        for c, idx in enumerate(dataset.class_indices):
-            self._table[c, : len(idx)] = idx
-        self._invalid = torch.arange(self._table.shape[1])[None, :] >= sizes[:, None]
+        self._table, self._invalid = dataset.index_table()
 
     @property
     def length(self) -> int:

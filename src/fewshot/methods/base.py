@@ -35,6 +35,7 @@ class Method(nn.Module, ABC):
 
     name: ClassVar[str]
     episode_independent: ClassVar[bool] = True
+    default_encoder: ClassVar[str] = "conv4"
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
@@ -83,6 +84,10 @@ class Method(nn.Module, ABC):
             raise RuntimeError("call set_support(support, support_labels) before classify(query)")
         support, labels, n_way = self._support
         return self.scores(support, labels, self.embed_query(query), n_way)
+
+    def check_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Raise :class:`~fewshot.errors.FewShotError` if the weights are of another configuration of this
+        method, naming both; the default relies on the key and shape comparison of the loader."""
 
     def validation_accuracy(
         self, dataset: ImageDataset, n_way: int, k_shot: int, n_query: int, n_episodes: int, seed: int

@@ -90,6 +90,7 @@ class MANN(Method):
     """
 
     name = "mann"
+    default_encoder = "flatten"
     option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"memory": MEMORIES, "controller": CONTROLLERS}
 
     def __init__(

@@ -18,7 +18,8 @@ from fewshot.errors import FewShotError
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # Fields a resumed run may change: they do not alter the episodes or the updates.
-RESUMABLE_CHANGES = frozenset({"steps", "time_limit", "device", "data_dir", "val_every", "checkpoint_every"})
+RESUMABLE_CHANGES = frozenset({"steps", "time_limit", "device", "threads", "data_dir", "val_every",
+                               "checkpoint_every"})
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -33,7 +34,7 @@ class RunConfig:
 
     method: str = _opt("protonet", "few-shot method")
     options: dict = _opt({}, "the method's own options (its __init__ keyword arguments)")
-    encoder: str = _opt("conv4", "encoder name from the registry")
+    encoder: str = _opt("conv4", "encoder name from the registry (default: the method's own, e.g. conv4)")
     encoder_options: dict = _opt({}, "encoder keyword options")
     dataset: str = _opt("omniglot", "dataset name: omniglot, mnist or folder")
     split: str | None = _opt(None, "dataset split (omniglot: lake or vinyals; mnist/folder: classes, e.g. 0-5/6-9)")
@@ -58,6 +59,7 @@ class RunConfig:
     time_limit: float | None = _opt(None, "stop training after this many minutes (wall clock)")
     seed: int = _opt(0, "random seed: episodes and initial weights")
     device: str = _opt("auto", "auto, cpu or cuda")
+    threads: int | None = _opt(None, "CPU threads for torch (default: torch's choice, one per core)")
     bf16: bool = _opt(False, "bfloat16 autocast for the forward pass (CPUs with AVX-512 BF16, GPUs)")
     channels_last: bool = _opt(True, "channels-last memory format for conv encoders (same numbers, faster on CPUs)")
 
@@ -137,6 +139,10 @@ def resolve_config(
         raise FewShotError(f"config file {path} is for method {values['method']!r}, not {method!r}")
     values["method"] = method
     values.update(overrides)
+    if "encoder" not in values:
+        from fewshot.methods import METHODS
+
+        values["encoder"] = METHODS.get(method).default_encoder
     values["options"] = {**values.get("options", {}), **{k: v for k, v in (option_overrides or {}).items() if v is not None}}
     return RunConfig.from_dict(values, source=str(path or "config"))
 
