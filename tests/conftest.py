@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 # Tiny Omniglot: alphabet -> number of characters. "Hebrew" is one of the lake split's validation alphabets.
@@ -146,3 +147,12 @@ def http_files() -> Iterator[tuple[str, dict[str, bytes]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread is fastest, and leaves the other cores to other work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

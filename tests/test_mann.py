@@ -18,13 +18,7 @@ from fewshot.plots.instances import plot_instance_accuracy
 from fewshot.plots.memory import plot_memory
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and leaves the other cores to other work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_patterns(n_classes: int, per_class: int = 10, side: int = 4, seed: int = 0) -> ImageDataset:

@@ -12,13 +12,7 @@ from fewshot.nets.memory import MemoryState, cosine_similarity, read
 from fewshot.nets.ntm import NTMMemory, circular_shift, ntm_write, sharpen
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and leaves the other cores to other work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def set_head_bias(linear: torch.nn.Linear, bias: list[float]) -> None:

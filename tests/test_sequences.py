@@ -10,13 +10,7 @@ from fewshot.data.sequences import SantoroAugmentation, SequenceEpisodes, instan
 from fewshot.errors import FewShotError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and leaves the other cores to other work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tagged_dataset(n_classes: int = 8, per_class: int = 6, side: int = 6) -> ImageDataset:
