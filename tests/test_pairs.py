@@ -20,7 +20,10 @@ def test_batches_are_half_same_half_different_pairs_of_the_dataset():
     assert torch.equal(same, labels.bool())
     assert (left[labels.bool()] != right[labels.bool()]).all()  # two distinct images of one class
     batch = sampler.batch(3)
-    assert batch.left.shape == (64, 1, 16, 16) and torch.equal(batch.left, DATA.images_at(left))
+    assert batch.images.shape == (96, 1, 16, 16)  # 32 anchors, each with a same and a different partner
+    assert torch.equal(batch.left_images, DATA.images_at(left))
+    assert torch.equal(batch.right_images, DATA.images_at(right))
+    assert torch.equal(left[:32], left[32:])
 
 
 def test_pairs_stay_inside_the_given_classes():
@@ -34,9 +37,9 @@ def test_batch_i_depends_only_on_seed_and_i():
     a = PairSampler(DATA, 32, seed=7, distortion=KOCH_DISTORTION)
     b = PairSampler(DATA, 32, seed=7, distortion=KOCH_DISTORTION)
     later = [b.batch(i) for i in (5, 2)][1]  # drawn out of order
-    assert torch.equal(a.batch(2).left, later.left) and torch.equal(a.batch(2).labels, later.labels)
-    assert not torch.equal(a.batch(2).left, a.batch(3).left)
-    assert not torch.equal(a.batch(2).left, PairSampler(DATA, 32, seed=8, distortion=KOCH_DISTORTION).batch(2).left)
+    assert torch.equal(a.batch(2).images, later.images) and torch.equal(a.batch(2).labels, later.labels)
+    assert not torch.equal(a.batch(2).images, a.batch(3).images)
+    assert not torch.equal(a.batch(2).images, PairSampler(DATA, 32, seed=8, distortion=KOCH_DISTORTION).batch(2).images)
 
 
 def test_class_sizes_are_respected_and_every_class_is_drawn():

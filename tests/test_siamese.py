@@ -25,6 +25,11 @@ class Pixels(torch.nn.Flatten):
         self.out_features = features
 
 
+def pairs(left, right, labels):
+    n = len(left)
+    return PairBatch(torch.cat([left, right]), torch.arange(n), torch.arange(n, 2 * n), labels)
+
+
 def count(module):
     return sum(p.numel() for p in module.parameters())
 
@@ -86,7 +91,7 @@ def test_contrastive_loss_by_hand():
     loss = ContrastiveLoss()(a, b.clone().requires_grad_(), torch.tensor([1.0, 1.0]))
     loss.backward()  # zero distance: finite gradient (Euclidean distance floored at eps)
     model = SiameseNetwork(Pixels(2), variant="euclidean-contrastive", margin=6.0)
-    batch = PairBatch(a, b, torch.tensor([0.0, 0.0]))
+    batch = pairs(a, b, torch.tensor([0.0, 0.0]))
     assert model.training_loss(batch)[0].item() == pytest.approx(18.5)
 
 
@@ -98,7 +103,7 @@ def test_koch_binary_cross_entropy_by_hand():
     left, right = torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([[1.0, 1.0], [1.0, 0.5]])
     # logits: 1.5 - 1 - 2 = -1.5 (label 0), 1.5 - 0 - 1 = 0.5 (label 1)
     expected = (-math.log(1 - 1 / (1 + math.exp(1.5))) - math.log(1 / (1 + math.exp(-0.5)))) / 2
-    loss, metrics = model.training_loss(PairBatch(left, right, torch.tensor([0.0, 1.0])))
+    loss, metrics = model.training_loss(pairs(left, right, torch.tensor([0.0, 1.0])))
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert metrics["accuracy"] == 1.0
     concat = SiameseNetwork(Pixels(2), variant="shared-concat")

@@ -1,9 +1,11 @@
 """Same/different image pairs for Siamese networks (Koch et al. 2015; seed 000's ``make_pairs``).
 
-A batch of ``2m`` pairs holds ``m`` pairs of two distinct images of one class
-(label 1) and ``m`` pairs of images of two different classes (label 0). Classes are
-drawn uniformly, so a class with many images is not favoured. Batch ``i`` depends
-only on ``(seed, i)``, distortion included.
+As in the seed's ``make_pairs``, each of ``m`` anchor images gets a partner of its own
+class (a same pair, label 1) and a partner of another class (a different pair, label
+0): ``2m`` pairs, half and half, from ``3m`` images, each embedded once. Anchor classes
+are drawn uniformly (a class with many images is not favoured), the different class
+uniformly among the others. Batch ``i`` depends only on ``(seed, i)``, distortion
+included.
 """
 from __future__ import annotations
 
@@ -20,8 +22,12 @@ from fewshot.seeding import generator
 
 @dataclass
 class PairBatch:
-    """Pairs of images and their labels: 1.0 where ``left[i]`` and ``right[i]`` share a class."""
+    """Pairs of images: pair ``i`` is ``(images[left[i]], images[right[i]])``, label 1.0 if one class.
 
+    An image may appear in several pairs; it is stored (and embedded) once.
+    """
+
+    images: torch.Tensor
     left: torch.Tensor
     right: torch.Tensor
     labels: torch.Tensor
@@ -29,8 +35,16 @@ class PairBatch:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def left_images(self) -> torch.Tensor:
+        return self.images[self.left]
+
+    @property
+    def right_images(self) -> torch.Tensor:
+        return self.images[self.right]
+
     def to(self, device: torch.device | str) -> PairBatch:
-        return PairBatch(*(t.to(device, non_blocking=True) for t in (self.left, self.right, self.labels)))
+        return PairBatch(*(t.to(device, non_blocking=True) for t in (self.images, self.left, self.right, self.labels)))
 
 
 class PairSampler:
@@ -81,32 +95,36 @@ class PairSampler:
         for c, idx in enumerate(dataset.class_indices):
             self._table[c, : len(idx)] = idx
 
-    def indices(self, i: int, g: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Batch ``i`` as ``(left indices [b], right indices [b], labels [b])``: same pairs first."""
+    def draw(self, i: int, g: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batch ``i`` as dataset indices ``(anchors, same-class partners, other-class partners)``, ``m`` each."""
         g = generator(self.seed, i) if g is None else g
         m = self.batch_size // 2
-        same = self._pairable[torch.randint(len(self._pairable), (m,), generator=g)]
-        n_same = self._sizes[same]
-        first = (torch.rand(m, generator=g) * n_same).long()
-        second = (torch.rand(m, generator=g) * (n_same - 1)).long()
+        anchor_class = self._pairable[torch.randint(len(self._pairable), (m,), generator=g)]
+        size = self._sizes[anchor_class]
+        first = (torch.rand(m, generator=g) * size).long()
+        second = (torch.rand(m, generator=g) * (size - 1)).long()
         second += second >= first  # a different image of the same class
         k = len(self._nonempty)
-        a = torch.randint(k, (m,), generator=g)
-        b = (a + 1 + torch.randint(k - 1, (m,), generator=g)) % k  # a different class
-        class_a, class_b = self._nonempty[a], self._nonempty[b]
-        pick_a = (torch.rand(m, generator=g) * self._sizes[class_a]).long()
-        pick_b = (torch.rand(m, generator=g) * self._sizes[class_b]).long()
-        left = torch.cat([self._table[same, first], self._table[class_a, pick_a]])
-        right = torch.cat([self._table[same, second], self._table[class_b, pick_b]])
-        labels = torch.cat([torch.ones(m), torch.zeros(m)])
-        return left, right, labels
+        position = torch.searchsorted(self._nonempty, anchor_class)
+        other_class = self._nonempty[(position + 1 + torch.randint(k - 1, (m,), generator=g)) % k]
+        pick = (torch.rand(m, generator=g) * self._sizes[other_class]).long()
+        return (self._table[anchor_class, first], self._table[anchor_class, second],
+                self._table[other_class, pick])
+
+    def indices(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batch ``i`` as dataset indices ``(left [2m], right [2m], labels [2m])``: same pairs first."""
+        anchors, same, other = self.draw(i)
+        m = len(anchors)
+        return torch.cat([anchors, anchors]), torch.cat([same, other]), torch.cat([torch.ones(m), torch.zeros(m)])
 
     def batch(self, i: int) -> PairBatch:
-        """Batch ``i`` as images, distorted if the sampler was given a distortion."""
+        """Batch ``i`` as images (distorted if the sampler was given a distortion) and pairs of them."""
         g = generator(self.seed, i)
-        left, right, labels = self.indices(i, g)
-        images = self.dataset.images_at(torch.cat([left, right]))
+        anchors, same, other = self.draw(i, g)
+        images = self.dataset.images_at(torch.cat([anchors, same, other]))
         if self.distortion is not None:
             images = random_affine(images, g, **self.distortion)
-        return PairBatch(images[: len(left)], images[len(left):], labels)
-
+        m = len(anchors)
+        left = torch.arange(m).repeat(2)
+        right = torch.arange(m, 3 * m)
+        return PairBatch(images, left, right, torch.cat([torch.ones(m), torch.zeros(m)]))

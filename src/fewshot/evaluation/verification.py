@@ -100,9 +100,8 @@ def score_pairs(scorer: PairScorer, pairs: PairBatch, device: torch.device | str
     """Scores ``[n]`` of the pairs of ``pairs``, in batches of :data:`SCORE_BATCH`."""
     out = []
     for start in range(0, len(pairs), SCORE_BATCH):
-        stop = start + SCORE_BATCH
-        out.append(scorer.pair_scores(pairs.left[start:stop].to(device), pairs.right[start:stop].to(device))
-                   .float().cpu())
+        left, right = pairs.left[start:start + SCORE_BATCH], pairs.right[start:start + SCORE_BATCH]
+        out.append(scorer.pair_scores(pairs.images[left].to(device), pairs.images[right].to(device)).float().cpu())
     return torch.cat(out)
 
 

@@ -17,11 +17,13 @@ variant                       towers            head (score of a pair)          
 The concat head is linear in ``[h1; h2]``, so its score is ``w1 . h1 + w2 . h2 + b``:
 a sum of one term per image, which cannot express *whether the two agree*. That is
 why the seed's first two networks barely beat chance, and why the distance heads work.
+In a one-shot episode the query's term is the same for every support example, so the
+concat variants rank the classes without looking at the query: exactly chance.
 
 One-shot classification scores each query against each support example and takes the
-mean score per class (Koch et al., section 4.3); scores are the head's logits (or the
-negative distance), so 1-shot ranking is that of the probabilities, without the ties
-a saturated sigmoid would cause.
+mean score per class (Koch et al. 2015); scores are the head's logits (or the negative
+distance), so 1-shot ranking is that of the probabilities, without the ties a
+saturated sigmoid would cause.
 """
 from __future__ import annotations
 
@@ -134,9 +136,9 @@ class SiameseNetwork(Method):
 
     Args:
         encoder: the tower (for ``unshared-concat``, the first of two; the second is a fresh copy).
-        variant: ``unshared-concat``, ``shared-concat``, ``euclidean-contrastive`` (seed 000's three
-            steps) or ``koch-l1`` (Koch et al. 2015).
-        margin: the contrastive loss's margin m (``euclidean-contrastive`` only).
+        variant: unshared-concat, shared-concat, euclidean-contrastive (seed 000's three steps) or
+            koch-l1 (Koch et al. 2015).
+        margin: the contrastive loss's margin m (euclidean-contrastive only).
         batch_size: pairs per training step, half same-class, half different (Koch: 128).
         distort: distort every training image by a random affine map (Koch's ranges).
 
@@ -194,22 +196,23 @@ class SiameseNetwork(Method):
         """Tower B (tower A when the weights are shared): the second input."""
         return (self.support_encoder or self.encoder)(images)
 
-    def _embed_pairs(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.support_encoder is None:
-            h = self.encoder(torch.cat([left, right]))
-            return h[: len(left)], h[len(left):]
-        return self.encoder(left), self.support_encoder(right)
-
     def pair_scores(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """Scores ``[n]`` of image pairs ``(left[i], right[i])``; same class iff score > ``threshold``."""
-        return self.head.pairwise(*self._embed_pairs(left, right))
+        if self.support_encoder is None:
+            h = self.encoder(torch.cat([left, right]))
+            return self.head.pairwise(h[: len(left)], h[len(left):])
+        return self.head.pairwise(self.encoder(left), self.support_encoder(right))
 
     def training_batches(self, dataset: ImageDataset, steps: int, seed: int) -> BatchSource:
         distortion = KOCH_DISTORTION if self.distort else None
         return PairSampler(dataset, self.batch_size, seed, distortion).batch
 
     def training_loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        scores = self.pair_scores(batch.left, batch.right)
+        if self.support_encoder is None:  # each image of the batch embedded once, whatever its pairs
+            h = self.encoder(batch.images)
+            scores = self.head.pairwise(h[batch.left], h[batch.right])
+        else:
+            scores = self.head.pairwise(self.encoder(batch.left_images), self.support_encoder(batch.right_images))
         if self.variant.loss == "contrastive":
             loss = contrastive_loss(-scores, batch.labels, self.margin)
         else:
