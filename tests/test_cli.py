@@ -80,7 +80,7 @@ def test_resume_refuses_another_config(folder, tmp_path, capsys):
 @pytest.mark.parametrize("flag,value,message", [
     ("--encoder", "resnet99", "unknown encoder 'resnet99'; valid encoders: "),
     ("--dataset", "imagenet", "unknown dataset 'imagenet'; valid datasets: "),
-    ("--distance", "l1", "unknown distance 'l1' for protonet; valid: squared_euclidean, cosine"),
+    ("--distance", "l1", "unknown distance 'l1' for protonet; valid: squared_euclidean, euclidean, cosine"),
 ])
 def test_unknown_names_list_the_valid_ones(folder, tmp_path, capsys, flag, value, message):
     assert main(train_args(folder, tmp_path / "run", flag, value)) == 2

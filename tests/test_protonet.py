@@ -29,7 +29,7 @@ def test_cosine_option_and_batched_episodes():
 
 
 def test_unknown_distance_is_refused():
-    with pytest.raises(FewShotError, match="valid: squared_euclidean, cosine"):
+    with pytest.raises(FewShotError, match="valid: squared_euclidean, euclidean, cosine"):
         PrototypicalNetworks(torch.nn.Identity(), distance="l1")
 
 

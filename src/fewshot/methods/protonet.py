@@ -26,7 +26,7 @@ class PrototypicalNetworks(Method):
 
     Args:
         encoder: the embedding network f.
-        distance: ``squared_euclidean`` (the paper's) or ``cosine``.
+        distance: ``squared_euclidean`` (the paper's), ``euclidean`` (easyfsl's) or ``cosine``.
         n_way: classes per training episode.
         k_shot: support examples per class in training episodes.
         n_query: query examples per class in training episodes.
@@ -39,7 +39,7 @@ class PrototypicalNetworks(Method):
     """
 
     name = "protonet"
-    distances = ("squared_euclidean", "cosine")
+    distances = ("squared_euclidean", "euclidean", "cosine")
 
     def __init__(
         self,
