@@ -25,33 +25,15 @@ from pathlib import Path
 
 import torch
 
-from fewshot.data.dataset import ImageDataset
 from fewshot.data.sources import load_splits
 from fewshot.evaluation.evaluator import evaluate
 from fewshot.evaluation.verification import evaluate_verification
 from fewshot.methods.siamese import VARIANTS
 from fewshot.runs import build_method
-from fewshot.seeding import generator
 from fewshot.training.config import resolve_config
 from fewshot.training.trainer import Trainer
 
 SPLIT = "0-6/7-9"
-
-
-def split_images(dataset: ImageDataset, fraction: float, seed: int, key: int) -> tuple[ImageDataset, ImageDataset]:
-    """Each class's images shuffled and cut at ``fraction``: ``(first part, rest)``, both with all classes."""
-    first, rest = [], []
-    for c, idx in enumerate(dataset.class_indices):
-        order = idx[torch.randperm(len(idx), generator=generator(seed, key, c))]
-        cut = round(fraction * len(idx))
-        first.append(order[:cut])
-        rest.append(order[cut:])
-
-    def part(indices: list[torch.Tensor], name: str) -> ImageDataset:
-        idx = torch.cat(indices).sort().values
-        return ImageDataset(dataset.images[idx], dataset.labels[idx], dataset.class_names, f"{dataset.name}/{name}")
-
-    return part(first, "fit"), part(rest, "held-out")
 
 
 def main() -> None:
@@ -65,8 +47,8 @@ def main() -> None:
     args = parser.parse_args()
 
     splits = load_splits("mnist", SPLIT, data_dir=args.data_dir, progress=False)
-    fit, held_out = split_images(splits["train"], 0.7, args.seed, 0)
-    val_seen, test_seen = split_images(held_out, 0.5, args.seed, 1)
+    fit, held_out = splits["train"].split_images(0.7, args.seed, 0)
+    val_seen, test_seen = held_out.split_images(0.5, args.seed, 1)
     unseen = splits["test"]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,35 +22,17 @@ from pathlib import Path
 
 import torch
 
-from fewshot.data.dataset import ImageDataset
 from fewshot.data.sources import load_splits
 from fewshot.evaluation.embeddings import embed_partitions
 from fewshot.evaluation.evaluator import evaluate
 from fewshot.evaluation.retrieval import retrieval_metrics
 from fewshot.plots.umap import plot_umap
 from fewshot.runs import build_method
-from fewshot.seeding import generator
 from fewshot.training.config import resolve_config
 from fewshot.training.trainer import Trainer
 
 SPLIT = "0-6/7-9"
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def split_images(dataset: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
-    """Each class's images shuffled and cut at ``fraction``: ``(first part, rest)``, both with all classes."""
-    first, rest = [], []
-    for c, idx in enumerate(dataset.class_indices):
-        order = idx[torch.randperm(len(idx), generator=generator(seed, c))]
-        cut = round(fraction * len(idx))
-        first.append(order[:cut])
-        rest.append(order[cut:])
-
-    def part(indices: list[torch.Tensor], name: str) -> ImageDataset:
-        idx = torch.cat(indices).sort().values
-        return ImageDataset(dataset.images[idx], dataset.labels[idx], dataset.class_names, f"{dataset.name}/{name}")
-
-    return part(first, "fit"), part(rest, "held-out")
 
 
 def main() -> None:
@@ -67,7 +49,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     splits = load_splits("mnist", SPLIT, data_dir=args.data_dir, progress=False)
-    fit, seen = split_images(splits["train"], 0.8, args.seed)
+    fit, seen = splits["train"].split_images(0.8, args.seed)
     unseen = splits["test"]
     config = resolve_config("triplet", overrides={"dataset": "mnist", "split": SPLIT, "data_dir": args.data_dir,
                                                   "seed": args.seed, "steps": args.steps,

@@ -27,3 +27,13 @@ def test_rotated_classes_are_new_classes():
 def test_getitem_gives_floats_in_unit_range():
     image, label = make_dataset(2, 2)[3]
     assert image.dtype == torch.float32 and 0 <= image.min() <= image.max() <= 1 and label == 1
+
+
+def test_split_images_keeps_every_class_and_is_reproducible():
+    ds = make_dataset(n_classes=3, per_class=10)
+    fit, held_out = ds.split_images(0.7, 1)
+    assert len(fit) == 21 and len(held_out) == 9
+    assert fit.class_sizes.tolist() == [7, 7, 7] and held_out.num_classes == 3
+    again, _ = ds.split_images(0.7, 1)
+    other, _ = ds.split_images(0.7, 1, 5)
+    assert torch.equal(fit.images, again.images) and not torch.equal(fit.images, other.images)

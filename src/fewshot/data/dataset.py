@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fewshot.errors import FewShotError
+from fewshot.seeding import generator
 
 
 class ImageDataset(Dataset):
@@ -119,6 +120,22 @@ class ImageDataset(Dataset):
         if not 0 <= int(c) < self.num_classes:
             raise FewShotError(f"{self.name} has classes 0 .. {self.num_classes - 1}, not {c}")
         return int(c)
+
+    def split_images(self, fraction: float, seed: int, *keys: int) -> tuple[ImageDataset, ImageDataset]:
+        """Each class's images shuffled (from ``(seed, *keys, class)``) and cut at ``fraction``:
+        ``(first part, rest)``, both with all classes, e.g. training images and held-out images of seen classes."""
+        first, rest = [], []
+        for c, idx in enumerate(self.class_indices):
+            order = idx[torch.randperm(len(idx), generator=generator(seed, *keys, c))]
+            cut = round(fraction * len(idx))
+            first.append(order[:cut])
+            rest.append(order[cut:])
+
+        def part(indices: list[torch.Tensor], name: str) -> ImageDataset:
+            idx = torch.cat(indices).sort().values
+            return ImageDataset(self.images[idx], self.labels[idx], self.class_names, f"{self.name}/{name}")
+
+        return part(first, "fit"), part(rest, "held-out")
 
     def with_rotated_classes(self, angles: Sequence[int] = (0, 90, 180, 270)) -> ImageDataset:
         """Each class once per rotation angle, each rotation a class of its own.
