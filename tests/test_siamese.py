@@ -82,6 +82,16 @@ def test_all_against_all_scores_match_pair_scores_and_average_shots(variant):
             assert torch.allclose(scores[e, i], expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["unshared-concat", "shared-concat"])
+def test_concatenation_heads_rank_classes_the_same_for_every_query(variant):
+    """The logit w1 . h(q) + w2 . h(s) + c is additive, so the ranking of classes ignores the query."""
+    torch.manual_seed(2)
+    model = SiameseNetwork(build_encoder("dense", 1, 8), variant=variant).eval()
+    model.set_support(torch.rand(3, 1, 8, 8), torch.arange(3))
+    predictions = model.classify(torch.rand(20, 1, 8, 8)).argmax(-1)
+    assert (predictions == predictions[0]).all()
+
+
 def test_contrastive_loss_by_hand():
     d, y = torch.tensor([0.5, 0.3, 1.5, 0.0]), torch.tensor([1.0, 0.0, 0.0, 1.0])
     # y d^2 + (1 - y) max(m - d, 0)^2 with m = 1: 0.25, 0.49, 0, 0
