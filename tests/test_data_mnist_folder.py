@@ -56,6 +56,7 @@ def test_mnist_keeps_pixels_at_28(tmp_path, decode_cache):
     ("0,2,4/1,3", {"train": [0, 2, 4], "test": [1, 3]}),
     ("0-1/2/3-4", {"train": [0, 1], "val": [2], "test": [3, 4]}),
     ("0-5/6-9", {"train": [0, 1, 2, 3, 4, 5], "test": [6, 7, 8, 9]}),
+    ("0-9", {"test": list(range(10))}),
 ])
 def test_class_split_syntax(spec, expected):
     assert class_split(spec, DIGITS) == expected
@@ -65,7 +66,8 @@ def test_class_split_syntax(spec, expected):
     ("0-5/5-9", "class '5' in both train and test"),
     ("0-5/6-12", "out of range"),
     ("0,0/1", "twice in train"),
-    ("lake", "not a class split"),
+    ("lake", "neither a class position"),
+    ("0-1/2/3/4", "not a class split"),
     ("0-5//6-9", "no classes to val"),
     ("0-5/seven", "neither a class position"),
 ])
@@ -182,3 +184,16 @@ def test_real_mnist_counts(tmp_path, decode_cache):
     splits = mnist(Path(root))
     assert len(splits["train"]) + len(splits["test"]) == 10_000
     assert torch.equal(torch.unique(splits["test"].labels), torch.arange(4))
+
+
+def test_test_only_split_evaluates_but_refuses_training(tmp_path, decode_cache):
+    from fewshot.runs import load_data
+    from fewshot.training.config import RunConfig
+
+    root = write_mnist(tmp_path)
+    splits = mnist(root, "0-9")
+    assert list(splits) == ["test"] and splits["test"].num_classes == 10
+    config = RunConfig(method="protonet", dataset="mnist", split="0-9", data_dir=str(root))
+    assert load_data(config, ("test",), progress=False)["test"].num_classes == 10
+    with pytest.raises(FewShotError, match="for evaluation only.*'0-6/7-9'"):
+        load_data(config, ("train", "val"), progress=False)

@@ -109,5 +109,7 @@ def load_data(config: RunConfig, partitions: tuple[str, ...], progress: bool = T
         raise FewShotError(
             f"split {config.split!r} of {config.dataset} has no {', '.join(missing)} partition; "
             f"it has {', '.join(splits)}"
+            + ("; a class split without '/' (like '0-9') is for evaluation only: to train, write train/test "
+               "classes like '0-6/7-9'" if "train" in missing and "/" not in str(config.split) else "")
         )
     return {p: splits[p] for p in partitions if p in splits}

@@ -98,17 +98,23 @@ def describe_datasets(data_dir: str | os.PathLike | None = None) -> list[dict]:
 def class_split(spec: str, class_names: list[str], dataset: str = "dataset") -> dict[str, list[int]]:
     """Parse a class split such as ``"0-5/6-9"`` or ``"0-3/4-5/6-9"`` into class indices per split.
 
+    One part without a slash (``"0-9"``) is a test partition alone: for evaluating a model
+    trained on another data set, such as Omniglot-trained models on all ten digits.
+
     Example:
         >>> class_split("0,2,4/1,3", [str(d) for d in range(10)])
         {'train': [0, 2, 4], 'test': [1, 3]}
+        >>> class_split("0-9", [str(d) for d in range(10)])["test"]
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
     """
     parts = spec.split("/")
-    if len(parts) not in (2, 3):
+    if len(parts) > 3:
         raise FewShotError(
-            f"{dataset}: split {spec!r} is not a class split; write train/test like '0-5/6-9' or train/val/test "
-            f"like '0-3/4-5/6-9' (positions in the sorted class list; ranges, comma lists and class names allowed)"
+            f"{dataset}: split {spec!r} is not a class split; write train/test like '0-5/6-9', train/val/test "
+            f"like '0-3/4-5/6-9' or test classes alone like '0-9' (positions in the sorted class list; ranges, "
+            f"comma lists and class names allowed)"
         )
-    names = ("train", "test") if len(parts) == 2 else ("train", "val", "test")
+    names = {1: ("test",), 2: ("train", "test"), 3: ("train", "val", "test")}[len(parts)]
     index = {n: i for i, n in enumerate(class_names)}
     last = len(class_names) - 1
     result: dict[str, list[int]] = {}
@@ -164,7 +170,8 @@ def build_splits(full: ImageDataset, plan: Plan, prefix: str) -> dict[str, Image
     ~200,000 images of Omniglot's Vinyals split.
     """
     plan = dict(plan)
-    plan.setdefault("trainval", plan["train"] + plan.get("val", []))
+    if "train" in plan:
+        plan.setdefault("trainval", plan["train"] + plan.get("val", []))
     order = torch.argsort(full.labels, stable=True)
     sizes = torch.bincount(full.labels, minlength=full.num_classes)
     starts = torch.cumsum(sizes, 0) - sizes
