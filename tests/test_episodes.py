@@ -34,6 +34,19 @@ def test_episodes_are_reproducible_and_seed_dependent():
     assert list(a) == list(b)
 
 
+def test_distortion_changes_images_reproducibly_and_keeps_the_draw():
+    from fewshot.data.augment import KOCH_DISTORTION
+
+    ds = make_dataset(n_classes=10, per_class=8)
+    plain = EpisodeSampler(ds, 5, 1, 2, 10, seed=3)
+    distorted = EpisodeSampler(ds, 5, 1, 2, 10, seed=3, distortion=KOCH_DISTORTION)
+    a, b = distorted.episode(4), distorted.episode(4)
+    assert torch.equal(a.support, b.support) and torch.equal(a.query, b.query)  # rebuilt alike
+    assert torch.equal(plain.indices(4)[0], distorted.indices(4)[0])  # same images drawn
+    assert not torch.equal(a.query, plain.episode(4).query)
+    assert a.query.shape == plain.episode(4).query.shape and 0.0 <= a.query.min() <= a.query.max() <= 1.0
+
+
 def test_unequal_class_sizes_only_sample_valid_images():
     images = torch.zeros(3 + 7 + 5, 1, 8, 8, dtype=torch.uint8)
     labels = torch.tensor([0] * 3 + [1] * 7 + [2] * 5)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
 
+from fewshot.data.augment import random_affine
 from fewshot.data.dataset import Episode, ImageDataset
 from fewshot.seeding import generator
 
@@ -17,6 +19,10 @@ class EpisodeSampler(Sampler[list[int]]):
     Iterating yields flat index lists (support images first, class by class, then
     queries), so the sampler works as a ``batch_sampler`` of a ``DataLoader``;
     :meth:`episode` builds the tensors directly, which is faster.
+
+    With a ``distortion`` (keyword arguments of :func:`~fewshot.data.augment.random_affine`,
+    e.g. ``KOCH_DISTORTION``), :meth:`episode` distorts every image by its own random affine
+    map, also drawn from ``(seed, i)``.
 
     Raises :class:`~fewshot.errors.FewShotError` at construction if the dataset cannot
     supply such episodes.
@@ -36,12 +42,14 @@ class EpisodeSampler(Sampler[list[int]]):
         n_query: int,
         n_episodes: int,
         seed: int = 0,
+        distortion: dict[str, Any] | None = None,
     ) -> None:
         dataset.check_episode(n_way, k_shot, n_query)
         self.dataset = dataset
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
         self.n_episodes = n_episodes
         self.seed = seed
+        self.distortion = distortion
         self._table, self._invalid = dataset.index_table()
 
     def __len__(self) -> int:
@@ -60,6 +68,9 @@ class EpisodeSampler(Sampler[list[int]]):
         """Episode ``i`` as image tensors with episode labels ``0 .. n_way - 1``."""
         idx, classes = self.indices(i)
         images = self.dataset.images_at(idx)
+        if self.distortion is not None:
+            flat = random_affine(images.flatten(0, 1), generator(self.seed, i, 1), **self.distortion)
+            images = flat.view(images.shape)
         labels = torch.arange(self.n_way)
         k = self.k_shot
         return Episode(

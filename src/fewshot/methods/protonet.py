@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewshot.data.augment import KOCH_DISTORTION
 from fewshot.data.dataset import Episode, ImageDataset
 from fewshot.data.episodes import EpisodeSampler
 from fewshot.distances import get_distance
@@ -30,6 +31,7 @@ class PrototypicalNetworks(Method):
         n_way: classes per training episode.
         k_shot: support examples per class in training episodes.
         n_query: query examples per class in training episodes.
+        distort: distort every training image by a random affine map (Koch's ranges).
 
     Example:
         >>> from fewshot.nets import build_encoder
@@ -48,15 +50,18 @@ class PrototypicalNetworks(Method):
         n_way: int = 60,
         k_shot: int = 5,
         n_query: int = 5,
+        distort: bool = False,
     ) -> None:
         super().__init__(encoder)
         if distance not in self.distances:
             raise FewShotError(f"unknown distance {distance!r} for protonet; valid: {', '.join(self.distances)}")
         self.distance = get_distance(distance)
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
+        self.distort = distort
 
     def training_batches(self, dataset: ImageDataset, steps: int, seed: int) -> BatchSource:
-        return EpisodeSampler(dataset, self.n_way, self.k_shot, self.n_query, steps, seed).episode
+        distortion = KOCH_DISTORTION if self.distort else None
+        return EpisodeSampler(dataset, self.n_way, self.k_shot, self.n_query, steps, seed, distortion).episode
 
     def training_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, float]]:
         n_support = len(batch.support)
