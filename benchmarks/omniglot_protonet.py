@@ -42,6 +42,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                         help="bfloat16 autocast in training and while embedding test images (default: on)")
+    parser.add_argument("--distort", action="store_true",
+                        help="distort training images by random affine maps (protonet --distort)")
+    parser.add_argument("--train-partition", default="train", choices=("train", "trainval"),
+                        help="trainval: also train on the validation alphabets (then no validation)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench_protonet")
     parser.add_argument("--easyfsl-worker", help=argparse.SUPPRESS)
@@ -59,7 +63,8 @@ def main() -> None:
 
     config = resolve_config("protonet", overrides=dict(
         dataset="omniglot", split=args.split, data_dir=args.data_dir, seed=args.seed, bf16=args.bf16,
-        steps=1_000_000, time_limit=args.early_minutes, device="cpu"))
+        steps=1_000_000, time_limit=args.early_minutes, device="cpu", train_partition=args.train_partition),
+        option_overrides={"distort": args.distort})
     data = load_data(config, (config.train_partition, "val", "test"), progress=False)
     train_set = data[config.train_partition]
     if config.rotate_classes:
@@ -71,6 +76,7 @@ def main() -> None:
     atomic_write_text(out / CONFIG_FILE, config_yaml(config))
 
     figures: dict = {"benchmark": "omniglot_protonet", "split": args.split, "threads": args.threads,
+                     "distort": args.distort, "train_partition": args.train_partition,
                      "bf16": args.bf16, "machine": f"{platform.processor() or platform.machine()}, "
                      f"{os.cpu_count()} cores", "torch": torch.__version__,
                      "train_classes": train_set.num_classes, "test_classes": data["test"].num_classes}

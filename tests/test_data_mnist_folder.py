@@ -197,3 +197,15 @@ def test_test_only_split_evaluates_but_refuses_training(tmp_path, decode_cache):
     assert load_data(config, ("test",), progress=False)["test"].num_classes == 10
     with pytest.raises(FewShotError, match="for evaluation only.*'0-6/7-9'"):
         load_data(config, ("train", "val"), progress=False)
+
+
+def test_training_on_trainval_leaves_validation_out(tmp_path, decode_cache):
+    from fewshot.runs import load_data
+    from fewshot.training.config import RunConfig
+
+    root = write_mnist(tmp_path)
+    config = RunConfig(method="protonet", dataset="mnist", split="0-4/5/6-9", data_dir=str(root),
+                       train_partition="trainval")
+    data = load_data(config, ("trainval", "val"), progress=False)
+    assert list(data) == ["trainval"] and data["trainval"].num_classes == 6  # digit 5 is trained on
+    assert load_data(config, ("val",), progress=False)["val"].class_names == ["5"]  # still there to evaluate

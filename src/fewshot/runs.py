@@ -96,6 +96,9 @@ def load_data(config: RunConfig, partitions: tuple[str, ...], progress: bool = T
               download: bool = True) -> dict[str, ImageDataset]:
     """The partitions a run uses (e.g. ``("train", "val")``), as its config describes them.
 
+    Asked for ``trainval`` and ``val`` together (a run that trains on both), it leaves ``val``
+    out: its classes are training classes then, and validating on them would pick the model
+    that best fits seen classes.
     Missing files are downloaded from the official sources unless ``download`` is False.
     """
     from fewshot.data.sources import load_splits
@@ -104,6 +107,8 @@ def load_data(config: RunConfig, partitions: tuple[str, ...], progress: bool = T
         config.dataset, config.split, data_dir=config.data_dir, image_size=config.image_size,
         channels=config.channels, download=download, progress=progress,
     )
+    if "trainval" in partitions:
+        partitions = tuple(p for p in partitions if p != "val")
     missing = [p for p in partitions if p not in splits and p != "val"]
     if missing:
         raise FewShotError(
