@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.episodes import EpisodeSampler
 from fewshot.methods.base import Method
+from fewshot.nets.inference import fold_batch_norm
 
 EMBED_BATCH = 1024
 SCORE_BUDGET = 50_000_000  # elements of the largest intermediate per chunk of episodes
@@ -57,10 +58,12 @@ def embed_dataset(method: Method, dataset: ImageDataset, device: torch.device, q
                   bf16: bool = False) -> torch.Tensor:
     """Embeddings of every image of ``dataset`` (as queries or as support), in batches.
 
-    Images go in channels-last layout (faster convolutions on CPUs, the same numbers) and,
-    with ``bf16``, under bfloat16 autocast.
+    The embedding runs on a copy of the method with batch norm folded into the convolutions
+    (:func:`~fewshot.nets.inference.fold_batch_norm`). Images go in channels-last layout
+    (faster convolutions on CPUs, the same numbers) and, with ``bf16``, under bfloat16 autocast.
     """
-    embed = method.embed_query if query else method.embed_support
+    embedder = fold_batch_norm(method).to(memory_format=torch.channels_last)
+    embed = embedder.embed_query if query else embedder.embed_support
     out = []
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, len(dataset), EMBED_BATCH):
