@@ -91,9 +91,7 @@ class PairSampler:
                                f"can be drawn; give at least two classes images")
         self.dataset, self.batch_size, self.seed, self.distortion = dataset, batch_size, seed, distortion
         self._sizes = sizes
-        self._table = torch.zeros(dataset.num_classes, int(sizes.max()), dtype=torch.long)
-        for c, idx in enumerate(dataset.class_indices):
-            self._table[c, : len(idx)] = idx
+        self._table = dataset.index_table()[0]
 
     def draw(self, i: int, g: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Batch ``i`` as dataset indices ``(anchors, same-class partners, other-class partners)``, ``m`` each."""

@@ -68,9 +68,7 @@ class RandomTripletSampler:
         check_triplet_data(dataset, min_classes=min_classes)
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
         self._sizes = dataset.class_sizes
-        self._table = torch.zeros(dataset.num_classes, int(self._sizes.max()), dtype=torch.long)
-        for c, idx in enumerate(dataset.class_indices):
-            self._table[c, : len(idx)] = idx
+        self._table = dataset.index_table()[0]
 
     def indices(self, i: int) -> Triplets:
         """Batch ``i`` as data set indices of its anchors, positives and negatives, ``[batch_size]`` each."""
