@@ -85,8 +85,6 @@ class Evaluator:
     def __init__(self, method: Method, dataset: ImageDataset, device: torch.device | str | None = None,
                  progress: bool = True, bf16: bool = False) -> None:
         self.method, self.dataset, self.progress, self.bf16 = method, dataset, progress, bf16
-        if method.episode_independent:
-            method.to(memory_format=torch.channels_last)  # outside inference mode: the weights stay trainable
         self.device = torch.device(device) if device is not None else next(method.parameters()).device
         self._embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
 

@@ -198,21 +198,22 @@ class SiameseNetwork(Method):
 
     def pair_scores(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """Scores ``[n]`` of image pairs ``(left[i], right[i])``; same class iff score > ``threshold``."""
+        n = len(left)
+        return self.indexed_pair_scores(torch.cat([left, right]), torch.arange(n), torch.arange(n, 2 * n))
+
+    def indexed_pair_scores(self, images: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """Scores of the pairs ``(images[left[i]], images[right[i]])``; a shared tower embeds each image once."""
         if self.support_encoder is None:
-            h = self.encoder(torch.cat([left, right]))
-            return self.head.pairwise(h[: len(left)], h[len(left):])
-        return self.head.pairwise(self.encoder(left), self.support_encoder(right))
+            h = self.encoder(images)
+            return self.head.pairwise(h[left], h[right])
+        return self.head.pairwise(self.encoder(images[left]), self.support_encoder(images[right]))
 
     def training_batches(self, dataset: ImageDataset, steps: int, seed: int) -> BatchSource:
         distortion = KOCH_DISTORTION if self.distort else None
         return PairSampler(dataset, self.batch_size, seed, distortion).batch
 
     def training_loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        if self.support_encoder is None:  # each image of the batch embedded once, whatever its pairs
-            h = self.encoder(batch.images)
-            scores = self.head.pairwise(h[batch.left], h[batch.right])
-        else:
-            scores = self.head.pairwise(self.encoder(batch.left_images), self.support_encoder(batch.right_images))
+        scores = self.indexed_pair_scores(batch.images, batch.left, batch.right)
         if self.variant.loss == "contrastive":
             loss = contrastive_loss(-scores, batch.labels, self.margin)
         else:
