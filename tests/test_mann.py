@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.sequences import SequenceEpisodes
 from fewshot.errors import FewShotError
-from fewshot.evaluation.instances import accuracy_by_instance, evaluate_instances, markdown_table, save_results
+from fewshot.evaluation.instances import (accuracy_by_instance, evaluate_instances, load_results, markdown_table,
+                                         save_results)
 from fewshot.methods import METHODS
 from fewshot.methods.mann import MANN
 from fewshot.nets.flatten import FlattenEncoder
@@ -100,6 +101,12 @@ def test_evaluate_instances_table_and_json(tmp_path):
     save_results([a], tmp_path / "r.json", tmp_path / "r.md")
     assert json.loads((tmp_path / "r.json").read_text())[0]["mean"] == a.mean
     assert (tmp_path / "r.md").read_text() == markdown_table([a])
+    assert load_results(tmp_path / "r.json") == [a]
+    (tmp_path / "bad.json").write_text('{"model": 1}')
+    for source, message in ((tmp_path / "bad.json", "not an instance-accuracy file"),
+                            (tmp_path, "no instance-accuracy results")):
+        with pytest.raises(FewShotError, match=message):
+            load_results(source)
 
 
 def test_scores_branch_each_query_from_the_support_state():
@@ -189,5 +196,8 @@ def test_command_line_train_resume_evaluate_plot(tmp_path, monkeypatch, capsys):
     assert len(json.loads((run / "instances.json").read_text())[0]["mean"]) == 4
     assert main(["plot", "memory", str(run), "--out", str(tmp_path / "memory.png"), "--no-progress"]) == 0
     assert Image.open(tmp_path / "memory.png").size[0] > 500
+    assert main(["plot", "instances", str(run), str(run / "instances.json"), "--out", str(tmp_path / "i.png")]) == 0
+    assert capsys.readouterr().out.count("| MANN (LRUA, LSTM) | 2 |") == 2
+    assert Image.open(tmp_path / "i.png").size[0] > 300
     assert main([*args[:-3], "--memory", "ntm", "--steps", "8", "--out", str(run), "--resume", "--no-progress"]) == 2
     assert "memory" in capsys.readouterr().err

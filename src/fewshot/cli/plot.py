@@ -12,8 +12,10 @@ from fewshot.cli.embed import add_data_arguments, embed_run, run_with_data
 from fewshot.data.episodes import EpisodeSampler
 from fewshot.errors import FewShotError
 from fewshot.evaluation.embeddings import EmbeddingSet
+from fewshot.evaluation.instances import load_results, markdown_table
 from fewshot.plots.curves import plot_curves
 from fewshot.plots.episode import plot_episode, predict_episode
+from fewshot.plots.instances import plot_instance_accuracy
 from fewshot.plots.memory import plot_episode_memory
 from fewshot.plots.umap import plot_umap
 
@@ -105,7 +107,25 @@ def _memory(args: argparse.Namespace) -> int:
     return _done(None, args.out)
 
 
-KINDS = (add_curves, add_umap, add_episode, add_memory)
+def add_instances(plots: argparse._SubParsersAction) -> None:
+    parser = plots.add_parser(
+        "instances", help="accuracy by instance number of several mann runs, one line per model",
+        description="Draw the accuracy at the 1st, 2nd, ... appearance of a class, with 95%% confidence bands, of "
+                    "every model in SOURCE (a mann run directory after `fewshot evaluate`, or an instances.json "
+                    "file), in one picture, and print their table.")
+    parser.add_argument("sources", metavar="SOURCE", nargs="+")
+    parser.add_argument("--out", required=True, help="PNG file to write")
+    parser.set_defaults(run=_instances)
+
+
+def _instances(args: argparse.Namespace) -> int:
+    results = [r for source in args.sources for r in load_results(source)]
+    print(markdown_table(results), end="")
+    plot_instance_accuracy(results, args.out)
+    return _done(None, args.out)
+
+
+KINDS = (add_curves, add_umap, add_episode, add_memory, add_instances)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -8,6 +8,7 @@ reports the mean over episodes with a 95% confidence interval ``1.96 std / sqrt(
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.sequences import instance_numbers
+from fewshot.errors import FewShotError
 from fewshot.evaluation.evaluator import mean_and_ci95
 from fewshot.files import atomic_write_json, atomic_write_text
 
@@ -140,6 +142,22 @@ def save_results(results: list[InstanceAccuracy], json_path: str | Path, markdow
     """Write the results as JSON (every instance number) and as a Markdown table, atomically."""
     atomic_write_json(json_path, [r.to_dict() for r in results])
     atomic_write_text(markdown_path, markdown_table(results))
+
+
+def load_results(source: str | Path) -> list[InstanceAccuracy]:
+    """The results saved by :func:`save_results`: a JSON file, or a run directory holding ``instances.json``."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / f"{INSTANCES_FILE}.json"
+    if not path.is_file():
+        raise FewShotError(f"no instance-accuracy results at {path}; run `fewshot evaluate RUN` on a mann run first, "
+                           f"or give the instances.json file that a benchmark wrote")
+    try:
+        rows = json.loads(path.read_text())
+        return [InstanceAccuracy(**row) for row in (rows if isinstance(rows, list) else [rows])]
+    except (ValueError, TypeError) as e:
+        raise FewShotError(f"{path} is not an instance-accuracy file written by fewshot ({e}); "
+                           f"write it again with `fewshot evaluate RUN`") from None
 
 
 def ordinal(k: int) -> str:
