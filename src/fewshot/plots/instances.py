@@ -31,7 +31,7 @@ def plot_instance_accuracy(results: list[InstanceAccuracy], out: str | Path, siz
            title=f"accuracy by instance ({results[0].n_episodes} test episodes)")
     ax.set_xticks(range(1, max(r.instances for r in results) + 1))
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     fig.tight_layout()
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     plt.close(fig)
