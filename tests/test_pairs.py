@@ -21,8 +21,8 @@ def test_batches_are_half_same_half_different_pairs_of_the_dataset():
     assert (left[labels.bool()] != right[labels.bool()]).all()  # two distinct images of one class
     batch = sampler.batch(3)
     assert batch.images.shape == (96, 1, 16, 16)  # 32 anchors, each with a same and a different partner
-    assert torch.equal(batch.left_images, DATA.images_at(left))
-    assert torch.equal(batch.right_images, DATA.images_at(right))
+    assert torch.equal(batch.images[batch.left], DATA.images_at(left))
+    assert torch.equal(batch.images[batch.right], DATA.images_at(right))
     assert torch.equal(left[:32], left[32:])
 
 

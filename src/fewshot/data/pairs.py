@@ -35,14 +35,6 @@ class PairBatch:
     def __len__(self) -> int:
         return len(self.labels)
 
-    @property
-    def left_images(self) -> torch.Tensor:
-        return self.images[self.left]
-
-    @property
-    def right_images(self) -> torch.Tensor:
-        return self.images[self.right]
-
     def to(self, device: torch.device | str) -> PairBatch:
         return PairBatch(*(t.to(device, non_blocking=True) for t in (self.images, self.left, self.right, self.labels)))
 
