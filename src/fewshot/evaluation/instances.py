@@ -153,8 +153,7 @@ def load_results(source: str | Path) -> list[InstanceAccuracy]:
         raise FewShotError(f"no instance-accuracy results at {path}; run `fewshot evaluate RUN` on a mann run first, "
                            f"or give the instances.json file that a benchmark wrote")
     try:
-        rows = json.loads(path.read_text())
-        return [InstanceAccuracy(**row) for row in (rows if isinstance(rows, list) else [rows])]
+        return [InstanceAccuracy(**row) for row in json.loads(path.read_text())]
     except (ValueError, TypeError) as e:
         raise FewShotError(f"{path} is not an instance-accuracy file written by fewshot ({e}); "
                            f"write it again with `fewshot evaluate RUN`") from None
