@@ -77,7 +77,7 @@ def main() -> None:
 
     figures: dict = {"benchmark": "omniglot_protonet", "split": args.split, "threads": args.threads,
                      "distort": args.distort, "train_partition": args.train_partition,
-                     "bf16": args.bf16, "machine": f"{platform.processor() or platform.machine()}, "
+                     "bf16": args.bf16, "channels_last": config.channels_last, "machine": f"{platform.processor() or platform.machine()}, "
                      f"{os.cpu_count()} cores", "torch": torch.__version__,
                      "train_classes": train_set.num_classes, "test_classes": data["test"].num_classes}
     results = {}
