@@ -42,13 +42,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--episodes", type=int, default=1000, help="test episodes per setting")
     parser.add_argument("--out", help="keep the run directory here (default: a temporary one)")
+    parser.add_argument("--pairing", choices=("koch", "all"),
+                        help="training pairs: koch (each anchor with one same and one different partner) or all "
+                             "(every two images of a P x K batch); default: the config's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     config = resolve_config("siamese", overrides={
         "dataset": "omniglot", "split": "lake", "data_dir": args.data_dir, "seed": args.seed,
-        "time_limit": args.minutes, "device": "cpu",
-    }, option_overrides={"variant": "koch-l1"})
+        "time_limit": args.minutes, "steps": 10**9, "device": "cpu",
+    }, option_overrides={"variant": "koch-l1", **({"pairing": args.pairing} if args.pairing else {})})
     data = load_data(config, (config.train_partition, "val", "test"), progress=False)
     train_set = data[config.train_partition]
     if config.rotate_classes:
@@ -68,7 +71,8 @@ def main() -> None:
     digits = load_splits("mnist", "0-9", data_dir=args.data_dir, image_size=config.image_size, progress=False)["test"]
     transfer = evaluate(method, digits, 10, 1, 15, args.episodes, args.seed, progress=False)
     print(json.dumps({
-        "benchmark": "siamese_omniglot", "variant": "koch-l1", "encoder": config.encoder,
+        "benchmark": "siamese_omniglot", "variant": "koch-l1", "options": config.options,
+        "rotate_classes": config.rotate_classes, "train_classes": train_set.num_classes, "encoder": config.encoder,
         "encoder_options": config.encoder_options, "image_size": config.image_size, "minutes": args.minutes,
         "seed": args.seed, "torch_threads": torch.get_num_threads(), "steps": summary["step"],
         "train_seconds": summary["elapsed_s"], "best_val_accuracy": summary["best_val_accuracy"],

@@ -6,7 +6,7 @@ from synthetic import make_dataset
 
 from fewshot.data.augment import KOCH_DISTORTION, random_affine
 from fewshot.data.dataset import ImageDataset
-from fewshot.data.pairs import PairSampler
+from fewshot.data.pairs import AllPairsSampler, PairSampler, balanced_pair_mean
 from fewshot.errors import FewShotError
 
 DATA = make_dataset(n_classes=6, per_class=5, size=16, seed=0)
@@ -64,6 +64,45 @@ def test_impossible_pairs_are_refused_clearly(labels, names, message):
 def test_odd_batch_size_is_refused():
     with pytest.raises(FewShotError, match="even"):
         PairSampler(DATA, batch_size=7)
+
+
+def test_all_pairs_batches_pair_every_two_images_of_p_classes_by_k():
+    sampler = AllPairsSampler(DATA, classes_per_batch=3, images_per_class=4, seed=0)
+    batch = sampler.batch(2)
+    assert batch.images.shape == (12, 1, 16, 16) and len(batch) == 12 * 11 // 2
+    assert int(batch.labels.sum()) == 3 * (4 * 3 // 2)  # same pairs: two images of one class
+    indices, classes = sampler._episodes.indices(2)
+    assert torch.equal(batch.images, DATA.images_at(indices.flatten()))
+    labels = DATA.labels[indices.flatten()]
+    assert torch.equal(batch.labels.bool(), labels[batch.left] == labels[batch.right])
+    assert (batch.left < batch.right).all()  # each unordered pair once, never an image with itself
+
+
+def test_all_pairs_batch_i_depends_only_on_seed_and_i():
+    a = AllPairsSampler(DATA, 2, 3, seed=5, distortion=KOCH_DISTORTION)
+    b = AllPairsSampler(DATA, 2, 3, seed=5, distortion=KOCH_DISTORTION)
+    b.batch(9)
+    assert torch.equal(a.batch(1).images, b.batch(1).images)
+    assert not torch.equal(a.batch(1).images, a.batch(2).images)
+
+
+@pytest.mark.parametrize("p, k, message", [
+    (1, 2, r"classes_per_batch \(P\) must be an integer >= 2"),
+    (2, 1, r"images_per_class \(K\) must be an integer >= 2"),
+    (7, 2, r"\(P\) = 7 but .* has 6 classes; use P <= 6"),
+    (2, 6, r"\(K\) = 6 but a class of .* has only 5 images; use K <= 5"),
+])
+def test_impossible_all_pairs_batches_are_refused_clearly(p, k, message):
+    with pytest.raises(FewShotError, match=message):
+        AllPairsSampler(DATA, classes_per_batch=p, images_per_class=k)
+
+
+def test_balanced_pair_mean_weighs_same_and_different_pairs_equally():
+    losses, labels = torch.tensor([1.0, 3.0, 0.0, 0.0, 0.0, 6.0]), torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    assert balanced_pair_mean(losses, labels).item() == pytest.approx(0.5 * 2.0 + 0.5 * 1.5)
+    half = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    assert balanced_pair_mean(losses[:4], half).item() == pytest.approx(losses[:4].mean().item())
+    assert balanced_pair_mean(losses, torch.zeros(6)).item() == pytest.approx(losses.mean().item())
 
 
 def test_affine_identity_and_probability_zero_leave_images_unchanged():

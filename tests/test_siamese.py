@@ -140,12 +140,14 @@ def test_a_few_steps_on_tiny_data_lower_the_loss(variant):
     assert model.training_loss(batch)[0].item() < 0.7 * first
 
 
-@pytest.mark.parametrize("variant", ["koch-l1", "euclidean-contrastive"])
-def test_short_training_beats_chance_one_shot_on_held_out_classes(variant):
+@pytest.mark.parametrize("variant, pairing", [("koch-l1", "koch"), ("euclidean-contrastive", "koch"),
+                                              ("koch-l1", "all")])
+def test_short_training_beats_chance_one_shot_on_held_out_classes(variant, pairing):
     data = make_dataset(n_classes=20, per_class=10, size=16, seed=1)
     train, test = data.subset(range(14)), data.subset(range(14, 20))
     torch.manual_seed(0)
-    model = SiameseNetwork(build_encoder("dense", 1, 16), variant=variant, batch_size=32)
+    model = SiameseNetwork(build_encoder("dense", 1, 16), variant=variant, batch_size=32, pairing=pairing,
+                           classes_per_batch=6, images_per_class=4)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     batches = model.training_batches(train, 60, seed=0)
     for step in range(60):
@@ -157,8 +159,9 @@ def test_short_training_beats_chance_one_shot_on_held_out_classes(variant):
     assert accuracy > 0.5  # chance is 0.25
 
 
-def test_single_class_training_set_fails_clearly():
-    model = SiameseNetwork(Pixels(16))
+@pytest.mark.parametrize("pairing", ["koch", "all"])
+def test_single_class_training_set_fails_clearly(pairing):
+    model = SiameseNetwork(Pixels(16), pairing=pairing, classes_per_batch=2, images_per_class=2)
     with pytest.raises(FewShotError, match="single class, so no different-class \\(negative\\) pairs"):
         model.training_batches(make_dataset(n_classes=1, per_class=5, size=4), 10, seed=0)
 
@@ -166,6 +169,22 @@ def test_single_class_training_set_fails_clearly():
 def test_unknown_variant_lists_the_valid_ones():
     with pytest.raises(FewShotError, match="unshared-concat, shared-concat, euclidean-contrastive, koch-l1"):
         SiameseNetwork(Pixels(4), variant="koch")
+    with pytest.raises(FewShotError, match="unknown siamese pairing 'pairs'; valid: koch, all"):
+        SiameseNetwork(Pixels(4), pairing="pairs")
+
+
+def test_all_pairs_loss_weighs_the_few_same_pairs_as_much_as_the_many_different_ones():
+    data = make_dataset(n_classes=6, per_class=6, size=8, seed=2)
+    model = SiameseNetwork(Pixels(64), variant="koch-l1", pairing="all", classes_per_batch=4, images_per_class=3)
+    batch = model.training_batches(data, 1, seed=0)(0)
+    assert len(batch) == 66 and int(batch.labels.sum()) == 12
+    with torch.no_grad():
+        model.head.dense.weight.zero_()
+        model.head.dense.bias.fill_(2.0)  # every pair scored "same" with probability sigmoid(2)
+    loss, metrics = model.training_loss(batch)
+    expected = 0.5 * (-math.log(torch.sigmoid(torch.tensor(2.0)).item()) - math.log(1 - torch.sigmoid(torch.tensor(2.0)).item()))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert metrics["accuracy"] == pytest.approx(0.5)  # all same pairs right, all different pairs wrong
 
 
 def write_pngs(root, data):

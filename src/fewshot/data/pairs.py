@@ -16,6 +16,7 @@ import torch
 
 from fewshot.data.augment import random_affine
 from fewshot.data.dataset import ImageDataset
+from fewshot.data.episodes import EpisodeSampler
 from fewshot.errors import FewShotError
 from fewshot.seeding import generator
 
@@ -118,3 +119,67 @@ class PairSampler:
         left = torch.arange(m).repeat(2)
         right = torch.arange(m, 3 * m)
         return PairBatch(images, left, right, torch.cat([torch.ones(m), torch.zeros(m)]))
+
+
+class AllPairsSampler:
+    """Batches of ``P`` classes x ``K`` images in which every two images form a pair.
+
+    A batch of ``n = P * K`` images gives ``n (n - 1) / 2`` pairs, of which ``P K (K - 1) / 2``
+    are same-class: far more pairs per embedded image than :class:`PairSampler`'s two per
+    anchor, for the same cost of the tower. Classes and images are drawn as the classes and
+    shots of an episode (:class:`~fewshot.data.episodes.EpisodeSampler`), so batch ``i``
+    depends only on ``(seed, i)``, distortion included.
+
+    Args:
+        dataset: the labelled images to pair (the training classes).
+        classes_per_batch: P, at least 2 (different pairs need two classes).
+        images_per_class: K, at least 2 (same pairs need two images of a class).
+        seed: batch ``i`` is drawn from ``generator(seed, i)`` alone.
+        distortion: keyword arguments of :func:`~fewshot.data.augment.random_affine`, or ``None``.
+
+    Example:
+        >>> batch = AllPairsSampler(dataset, classes_per_batch=32, images_per_class=4).batch(0)
+        >>> batch.images.shape[0], len(batch), int(batch.labels.sum())
+        (128, 8128, 192)
+    """
+
+    def __init__(self, dataset: ImageDataset, classes_per_batch: int, images_per_class: int, seed: int = 0,
+                 distortion: dict[str, Any] | None = None) -> None:
+        for value, what, why in ((classes_per_batch, "classes_per_batch (P)", "different-class"),
+                                 (images_per_class, "images_per_class (K)", "same-class")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise FewShotError(f"{what} must be an integer >= 2 for a batch to hold {why} pairs, got {value!r}")
+        if dataset.num_classes < 2:
+            raise FewShotError(
+                f"{dataset.name} has a single class, so no different-class (negative) pairs can be drawn; "
+                f"Siamese training needs at least two classes"
+            )
+        if classes_per_batch > dataset.num_classes:
+            raise FewShotError(f"classes_per_batch (P) = {classes_per_batch} but {dataset.name} has "
+                               f"{dataset.num_classes} classes; use P <= {dataset.num_classes}")
+        fewest = int(dataset.class_sizes.min())
+        if images_per_class > fewest:
+            raise FewShotError(f"images_per_class (K) = {images_per_class} but a class of {dataset.name} has only "
+                               f"{fewest} images; use K <= {fewest}")
+        self._episodes = EpisodeSampler(dataset, classes_per_batch, images_per_class, 0, 1, seed, distortion)
+        n = classes_per_batch * images_per_class
+        self.left, self.right = torch.triu_indices(n, n, offset=1)
+        labels = torch.arange(classes_per_batch).repeat_interleave(images_per_class)
+        self.labels = (labels[self.left] == labels[self.right]).float()
+
+    def batch(self, i: int) -> PairBatch:
+        """Batch ``i``: ``P * K`` images (class by class) and all pairs of them."""
+        return PairBatch(self._episodes.episode(i).support, self.left, self.right, self.labels)
+
+
+def balanced_pair_mean(losses: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Half the mean of ``losses`` over same pairs (label 1) plus half over different pairs.
+
+    Equal to the plain mean on :class:`PairSampler`'s half-and-half batches; on
+    :class:`AllPairsSampler`'s it keeps the few same pairs from being outweighed.
+    """
+    same = labels > 0.5
+    n_same = int(same.sum())
+    if n_same in (0, len(labels)):  # one kind of pair only: nothing to balance
+        return losses.mean()
+    return 0.5 * (losses[same].mean() + losses[~same].mean())

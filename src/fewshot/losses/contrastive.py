@@ -12,12 +12,19 @@ from torch import nn
 from fewshot.distances import Distance, get_distance
 
 
-def contrastive_loss(distances: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
-    """Mean of ``y d^2 + (1 - y) max(m - d, 0)^2`` over pairs (``distances`` and ``labels`` of equal shape)."""
+def contrastive_loss(distances: torch.Tensor, labels: torch.Tensor, margin: float = 1.0,
+                     reduction: str = "mean") -> torch.Tensor:
+    """``y d^2 + (1 - y) max(m - d, 0)^2`` per pair (``distances`` and ``labels`` of equal shape).
+
+    ``reduction``: ``"mean"`` over pairs (default) or ``"none"`` (one value per pair).
+    """
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     labels = labels.to(distances.dtype)
     same = labels * distances.pow(2)
     different = (1 - labels) * (margin - distances).clamp_min(0).pow(2)
-    return (same + different).mean()
+    losses = same + different
+    return losses.mean() if reduction == "mean" else losses
 
 
 class ContrastiveLoss(nn.Module):

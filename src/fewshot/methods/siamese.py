@@ -37,7 +37,7 @@ from torch import nn
 
 from fewshot.data.augment import KOCH_DISTORTION
 from fewshot.data.dataset import ImageDataset
-from fewshot.data.pairs import PairBatch, PairSampler
+from fewshot.data.pairs import AllPairsSampler, PairBatch, PairSampler, balanced_pair_mean
 from fewshot.distances import get_distance
 from fewshot.errors import FewShotError
 from fewshot.evaluation.verification import best_threshold, score_pairs
@@ -46,6 +46,7 @@ from fewshot.methods.base import BatchSource, Method
 from fewshot.methods.registry import METHODS
 
 CALIBRATION_PAIRS = 2000
+PAIRINGS = ("koch", "all")
 
 
 class PairHead(nn.Module, ABC):
@@ -139,8 +140,13 @@ class SiameseNetwork(Method):
         variant: unshared-concat, shared-concat, euclidean-contrastive (seed 000's three steps) or
             koch-l1 (Koch et al. 2015).
         margin: the contrastive loss's margin m (euclidean-contrastive only).
-        batch_size: pairs per training step, half same-class, half different (Koch: 128).
+        batch_size: pairs per training step with koch pairing, half same-class, half different (Koch: 128).
         distort: distort every training image by a random affine map (Koch's ranges).
+        pairing: koch: each anchor image with one same-class and one other-class partner (Koch's
+            sampling, PairSampler); all: batches of P classes x K images in which every two images
+            form a pair (AllPairsSampler). Either way the loss weighs same and different pairs equally.
+        classes_per_batch: P, the classes of a batch with all pairing.
+        images_per_class: K, the images of each class in a batch with all pairing.
 
     Example:
         >>> from fewshot.nets import build_encoder
@@ -151,7 +157,7 @@ class SiameseNetwork(Method):
     """
 
     name = "siamese"
-    option_choices = {"variant": tuple(VARIANTS)}
+    option_choices = {"variant": tuple(VARIANTS), "pairing": PAIRINGS}
 
     def __init__(
         self,
@@ -160,14 +166,20 @@ class SiameseNetwork(Method):
         margin: float = 1.0,
         batch_size: int = 128,
         distort: bool = False,
+        pairing: str = "koch",
+        classes_per_batch: int = 32,
+        images_per_class: int = 4,
     ) -> None:
         super().__init__(encoder)
         if variant not in VARIANTS:
             raise FewShotError(f"unknown siamese variant {variant!r}; valid: {', '.join(VARIANTS)}")
+        if pairing not in PAIRINGS:
+            raise FewShotError(f"unknown siamese pairing {pairing!r}; valid: {', '.join(PAIRINGS)}")
         if margin <= 0:
             raise FewShotError(f"margin must be positive, got {margin}")
         self.variant_name, self.variant = variant, VARIANTS[variant]
         self.margin, self.batch_size, self.distort = margin, batch_size, distort
+        self.pairing, self.classes_per_batch, self.images_per_class = pairing, classes_per_batch, images_per_class
         self.support_encoder = None if self.variant.shared else _fresh_copy(encoder)
         features = encoder.out_features
         heads = {"concat": lambda: ConcatHead(features), "euclidean": lambda: DistanceHead("euclidean"),
@@ -210,16 +222,18 @@ class SiameseNetwork(Method):
 
     def training_batches(self, dataset: ImageDataset, steps: int, seed: int) -> BatchSource:
         distortion = KOCH_DISTORTION if self.distort else None
+        if self.pairing == "all":
+            return AllPairsSampler(dataset, self.classes_per_batch, self.images_per_class, seed, distortion).batch
         return PairSampler(dataset, self.batch_size, seed, distortion).batch
 
     def training_loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, float]]:
         scores = self.indexed_pair_scores(batch.images, batch.left, batch.right)
         if self.variant.loss == "contrastive":
-            loss = contrastive_loss(-scores, batch.labels, self.margin)
+            losses = contrastive_loss(-scores, batch.labels, self.margin, reduction="none")
         else:
-            loss = F.binary_cross_entropy_with_logits(scores, batch.labels.to(scores.dtype))
-        correct = (scores > self.default_threshold) == (batch.labels > 0.5)
-        return loss, {"accuracy": correct.float().mean().item()}
+            losses = F.binary_cross_entropy_with_logits(scores, batch.labels.to(scores.dtype), reduction="none")
+        correct = ((scores > self.default_threshold) == (batch.labels > 0.5)).float()
+        return balanced_pair_mean(losses, batch.labels), {"accuracy": balanced_pair_mean(correct, batch.labels).item()}
 
     def scores(
         self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, n_way: int
