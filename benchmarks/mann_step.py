@@ -1,0 +1,76 @@
+"""Where a MANN training step's time goes, and whether a larger batch buys throughput.
+
+For each memory (``lrua``, ``ntm``, ``none`` = the LSTM baseline) and each batch size, times
+building a batch of sequence episodes (Santoro's augmentation included) and one training
+step on it (forward, backward, Adam), with the architecture of ``configs/mann_omniglot.yaml``
+(LSTM of 200 units, 128 slots x 40, 4 heads, 20x20 images, 5 classes x 10 instances). The
+images are random: timing depends on shapes, not content, and no data set is needed.
+Reports the median over ``--repeats`` steps after one warm-up step, in milliseconds, and
+episodes per second of the whole step (batch + training). Prints ONE JSON line.
+
+    python benchmarks/mann_step.py --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from fewshot.data.dataset import ImageDataset
+from fewshot.methods.mann import MANN
+from fewshot.nets import build_encoder
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--memories", nargs="+", default=["lrua", "ntm", "none"])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (50 * 20, 1, 20, 20), dtype=torch.uint8)
+    dataset = ImageDataset(images, torch.arange(50).repeat_interleave(20), [f"c{i}" for i in range(50)], "random")
+
+    results = {}
+    for memory in args.memories:
+        for batch_size in args.batch_sizes:
+            model = MANN(build_encoder("flatten", 1, 20), memory=memory, batch_size=batch_size)
+            optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+            episodes = model.sequence_episodes(dataset, 0, batch_size, model.augmentation)
+            batch = episodes.batch(0)
+
+            def step() -> None:
+                loss, _ = model.training_loss(batch)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+
+            batch_ms = median_ms(lambda: episodes.batch(1), args.repeats)
+            step_ms = median_ms(step, args.repeats)
+            results[f"{memory}/{batch_size}"] = {
+                "batch_ms": round(batch_ms, 1), "step_ms": round(step_ms, 1),
+                "episodes_per_s": round(1000 * batch_size / (batch_ms + step_ms), 1),
+            }
+            print(f"{memory:>5} batch {batch_size:>4}: {results[f'{memory}/{batch_size}']}", flush=True)
+    print(json.dumps({"benchmark": "mann_step", "threads": args.threads, "torch": torch.__version__,
+                      "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "results": results}))
+
+
+if __name__ == "__main__":
+    main()
