@@ -16,7 +16,7 @@ import torch
 
 from fewshot.data.augment import random_affine
 from fewshot.data.dataset import ImageDataset
-from fewshot.data.episodes import EpisodeSampler
+from fewshot.data.triplets import PKSampler
 from fewshot.errors import FewShotError
 from fewshot.seeding import generator
 
@@ -66,11 +66,7 @@ class PairSampler:
         if not isinstance(batch_size, int) or batch_size < 2 or batch_size % 2:
             raise FewShotError(f"pair batches hold half same and half different pairs, so batch_size must be an "
                                f"even number >= 2, got {batch_size!r}")
-        if dataset.num_classes < 2:
-            raise FewShotError(
-                f"{dataset.name} has a single class, so no different-class (negative) pairs can be drawn; "
-                f"Siamese training needs at least two classes"
-            )
+        require_two_classes(dataset)
         sizes = dataset.class_sizes
         self._pairable = (sizes >= 2).nonzero().flatten()
         if len(self._pairable) == 0:
@@ -127,8 +123,8 @@ class AllPairsSampler:
     A batch of ``n = P * K`` images gives ``n (n - 1) / 2`` pairs, of which ``P K (K - 1) / 2``
     are same-class: far more pairs per embedded image than :class:`PairSampler`'s two per
     anchor, for the same cost of the tower. Classes and images are drawn as the classes and
-    shots of an episode (:class:`~fewshot.data.episodes.EpisodeSampler`), so batch ``i``
-    depends only on ``(seed, i)``, distortion included.
+    images of a :class:`~fewshot.data.triplets.PKSampler` batch, so batch ``i`` depends only
+    on ``(seed, i)``, distortion included.
 
     Args:
         dataset: the labelled images to pair (the training classes).
@@ -145,23 +141,9 @@ class AllPairsSampler:
 
     def __init__(self, dataset: ImageDataset, classes_per_batch: int, images_per_class: int, seed: int = 0,
                  distortion: dict[str, Any] | None = None) -> None:
-        for value, what, why in ((classes_per_batch, "classes_per_batch (P)", "different-class"),
-                                 (images_per_class, "images_per_class (K)", "same-class")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise FewShotError(f"{what} must be an integer >= 2 for a batch to hold {why} pairs, got {value!r}")
-        if dataset.num_classes < 2:
-            raise FewShotError(
-                f"{dataset.name} has a single class, so no different-class (negative) pairs can be drawn; "
-                f"Siamese training needs at least two classes"
-            )
-        if classes_per_batch > dataset.num_classes:
-            raise FewShotError(f"classes_per_batch (P) = {classes_per_batch} but {dataset.name} has "
-                               f"{dataset.num_classes} classes; use P <= {dataset.num_classes}")
-        fewest = int(dataset.class_sizes.min())
-        if images_per_class > fewest:
-            raise FewShotError(f"images_per_class (K) = {images_per_class} but a class of {dataset.name} has only "
-                               f"{fewest} images; use K <= {fewest}")
-        self._episodes = EpisodeSampler(dataset, classes_per_batch, images_per_class, 0, 1, seed, distortion)
+        require_two_classes(dataset)
+        self._classes = PKSampler(dataset, classes_per_batch, images_per_class, seed)
+        self.dataset, self.seed, self.distortion = dataset, seed, distortion
         n = classes_per_batch * images_per_class
         self.left, self.right = torch.triu_indices(n, n, offset=1)
         labels = torch.arange(classes_per_batch).repeat_interleave(images_per_class)
@@ -169,7 +151,19 @@ class AllPairsSampler:
 
     def batch(self, i: int) -> PairBatch:
         """Batch ``i``: ``P * K`` images (class by class) and all pairs of them."""
-        return PairBatch(self._episodes.episode(i).support, self.left, self.right, self.labels)
+        images = self.dataset.images_at(self._classes.indices(i).flatten())
+        if self.distortion is not None:
+            images = random_affine(images, generator(self.seed, i, 1), **self.distortion)
+        return PairBatch(images, self.left, self.right, self.labels)
+
+
+def require_two_classes(dataset: ImageDataset) -> None:
+    """Raise one clear error when ``dataset`` has a single class: no different-class pair exists."""
+    if dataset.num_classes < 2:
+        raise FewShotError(
+            f"{dataset.name} has a single class, so no different-class (negative) pairs can be drawn; "
+            f"Siamese training needs at least two classes"
+        )
 
 
 def balanced_pair_mean(losses: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

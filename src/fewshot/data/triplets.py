@@ -111,7 +111,8 @@ class PKSampler:
                  min_classes: int = 2) -> None:
         for value, what in ((classes_per_batch, "classes_per_batch (P)"), (images_per_class, "images_per_class (K)")):
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise FewShotError(f"{what} must be an integer >= 2 for a batch to hold triplets, got {value!r}")
+                raise FewShotError(f"{what} must be an integer >= 2 for a batch to hold same-class and "
+                                   f"different-class images, got {value!r}")
         if classes_per_batch < min_classes:
             raise FewShotError(f"this loss needs {min_classes} classes per batch; set classes_per_batch (P) "
                                f">= {min_classes}, got {classes_per_batch}")
