@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -69,7 +70,7 @@ def main() -> None:
             }
             print(f"{memory:>5} batch {batch_size:>4}: {results[f'{memory}/{batch_size}']}", flush=True)
     print(json.dumps({"benchmark": "mann_step", "threads": args.threads, "torch": torch.__version__,
-                      "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "results": results}))
+                      "machine": f"{platform.machine()}, {os.cpu_count()} cores", "results": results}))
 
 
 if __name__ == "__main__":

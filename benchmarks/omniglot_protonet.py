@@ -81,9 +81,9 @@ def main() -> None:
     figures: dict = {"benchmark": "omniglot_protonet", "split": args.split, "threads": args.threads,
                      "distort": args.distort, "train_partition": args.train_partition,
                      "train_episodes": "{n_way}-way {k_shot}-shot {n_query}-query".format(**config.options),
-                     "bf16": args.bf16, "channels_last": config.channels_last, "machine": f"{platform.processor() or platform.machine()}, "
-                     f"{os.cpu_count()} cores", "torch": torch.__version__,
-                     "train_classes": train_set.num_classes, "test_classes": data["test"].num_classes}
+                     "bf16": args.bf16, "channels_last": config.channels_last,
+                     "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                     "torch": torch.__version__, "train_classes": train_set.num_classes, "test_classes": data["test"].num_classes}
     results = {}
     resume = False
     for label, minutes in (("early", args.early_minutes), ("final", args.minutes)):

@@ -51,7 +51,7 @@ def main() -> None:
     config = resolve_config("siamese", overrides={
         "dataset": "omniglot", "split": "lake", "data_dir": args.data_dir, "seed": args.seed,
         "time_limit": args.minutes, "steps": 10**9, "device": "cpu",
-    }, option_overrides={"variant": "koch-l1", **({"pairing": args.pairing} if args.pairing else {})})
+    }, option_overrides={"variant": "koch-l1", "pairing": args.pairing})
     data = load_data(config, (config.train_partition, "val", "test"), progress=False)
     train_set = data[config.train_partition]
     if config.rotate_classes:
