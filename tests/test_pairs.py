@@ -7,6 +7,7 @@ from synthetic import make_dataset
 from fewshot.data.augment import KOCH_DISTORTION, random_affine
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.pairs import AllPairsSampler, PairSampler, balanced_pair_mean
+from fewshot.data.triplets import PKSampler
 from fewshot.errors import FewShotError
 
 DATA = make_dataset(n_classes=6, per_class=5, size=16, seed=0)
@@ -71,7 +72,7 @@ def test_all_pairs_batches_pair_every_two_images_of_p_classes_by_k():
     batch = sampler.batch(2)
     assert batch.images.shape == (12, 1, 16, 16) and len(batch) == 12 * 11 // 2
     assert int(batch.labels.sum()) == 3 * (4 * 3 // 2)  # same pairs: two images of one class
-    indices, classes = sampler._episodes.indices(2)
+    indices = PKSampler(DATA, classes_per_batch=3, images_per_class=4, seed=0).indices(2)  # the same draw
     assert torch.equal(batch.images, DATA.images_at(indices.flatten()))
     labels = DATA.labels[indices.flatten()]
     assert torch.equal(batch.labels.bool(), labels[batch.left] == labels[batch.right])
