@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--train-shot", type=int,
                         help="shots per class of fewshot's training episodes (default: the config's 5; the paper "
                              "trained its 1-shot models with 1)")
+    parser.add_argument("--lr-step", type=int,
+                        help="halve the learning rate every this many episodes (default: the config's 2,000, the "
+                             "paper's; a longer budget in episodes may want a longer step)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench_protonet")
     parser.add_argument("--easyfsl-worker", help=argparse.SUPPRESS)
@@ -66,7 +69,8 @@ def main() -> None:
 
     config = resolve_config("protonet", overrides=dict(
         dataset="omniglot", split=args.split, data_dir=args.data_dir, seed=args.seed, bf16=args.bf16,
-        steps=1_000_000, time_limit=args.early_minutes, device="cpu", train_partition=args.train_partition),
+        steps=1_000_000, time_limit=args.early_minutes, device="cpu", train_partition=args.train_partition,
+        lr_step=args.lr_step),
         option_overrides={"distort": args.distort, "k_shot": args.train_shot})
     data = load_data(config, (config.train_partition, "val", "test"), progress=False)
     train_set = data[config.train_partition]
@@ -81,6 +85,7 @@ def main() -> None:
     figures: dict = {"benchmark": "omniglot_protonet", "split": args.split, "threads": args.threads,
                      "distort": args.distort, "train_partition": args.train_partition,
                      "train_episodes": "{n_way}-way {k_shot}-shot {n_query}-query".format(**config.options),
+                     "lr": config.lr, "lr_step": config.lr_step, "lr_gamma": config.lr_gamma,
                      "bf16": args.bf16, "channels_last": config.channels_last,
                      "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                      "torch": torch.__version__, "train_classes": train_set.num_classes, "test_classes": data["test"].num_classes}

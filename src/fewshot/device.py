@@ -1,5 +1,10 @@
-"""Choosing the torch device from ``auto|cpu|cuda``."""
+"""Choosing the torch device from ``auto|cpu|cuda``, and tuning the CPU's memory allocator."""
 from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import sys
 
 import torch
 
@@ -19,3 +24,32 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise FewShotError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu or auto")
         return torch.device(name)
     raise FewShotError(f"unknown device {name!r}; use one of: {', '.join(DEVICE_CHOICES)}")
+
+
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
+_allocator_tuned = False
+
+
+def tune_cpu_allocator() -> bool:
+    """Make glibc keep freed memory for reuse instead of handing it back to the OS; True when applied.
+
+    By default glibc serves every large block (an activation of a training step: 36 MB for one
+    Conv-4 layer of a 60-way episode) with fresh pages from ``mmap`` and unmaps it on free, so
+    each step page-faults through all of its activations again. With ``mmap`` off for the heap
+    and trimming only above 2 GiB free, the pages stay mapped: a 60-way 1-shot ProtoNet step
+    took 88 ms instead of 149 ms on a 2-core CPU (docs/benchmarks.md). Applied once per process,
+    on Linux with glibc only, and never when the user tunes malloc already (a ``MALLOC_*``
+    environment variable, or an allocator in ``LD_PRELOAD``).
+
+    Example:
+        >>> applied = tune_cpu_allocator()  # before the first training step
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return True
+    user_tuned = os.environ.get("LD_PRELOAD") or any(name.startswith("MALLOC_") for name in os.environ)
+    if user_tuned or not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL("libc.so.6")
+    _allocator_tuned = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return _allocator_tuned

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.episodes import EpisodeSampler
+from fewshot.device import tune_cpu_allocator
 from fewshot.methods.base import Method
 from fewshot.nets.inference import fold_batch_norm
 
@@ -86,6 +87,8 @@ class Evaluator:
                  progress: bool = True, bf16: bool = False) -> None:
         self.method, self.dataset, self.progress, self.bf16 = method, dataset, progress, bf16
         self.device = torch.device(device) if device is not None else next(method.parameters()).device
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         self._embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @torch.inference_mode()

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fewshot.data.dataset import ImageDataset
+from fewshot.device import tune_cpu_allocator
 from fewshot.files import atomic_write_text
 from fewshot.methods.base import Method
 from fewshot.runs import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE
@@ -61,6 +62,8 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         self.method = method.to(self.device)
         if config.channels_last:
             self.method.to(memory_format=torch.channels_last)
