@@ -37,7 +37,9 @@ def tune_cpu_allocator() -> bool:
     Conv-4 layer of a 60-way episode) with fresh pages from ``mmap`` and unmaps it on free, so
     each step page-faults through all of its activations again. With ``mmap`` off for the heap
     and trimming only above 2 GiB free, the pages stay mapped: a 60-way 1-shot ProtoNet step
-    took 88 ms instead of 149 ms on a 2-core CPU (docs/benchmarks.md). Applied once per process,
+    took 88 ms instead of 149 ms on a 2-core CPU (docs/benchmarks.md). The price is memory that
+    glibc keeps in its free lists: a few hundred MB more at peak (688 MB against 624 MB for that
+    training; 603 against 283 MB for a loop of 64 MB tensors). Applied once per process,
     on Linux with glibc only, and never when the user tunes malloc already (a ``MALLOC_*``
     environment variable, or an allocator in ``LD_PRELOAD``).
 
