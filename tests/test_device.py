@@ -16,14 +16,15 @@ GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 PAGE_FAULTS = """
 import json, resource, torch
 from fewshot.device import tune_cpu_allocator
-applied = tune_cpu_allocator()
+left_alone_for_gpu = not tune_cpu_allocator("cuda")
+applied = tune_cpu_allocator("cpu")
 for _ in range(30):
     torch.ones(16 * 2**20)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(10):
     torch.ones(16 * 2**20)
 usage = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"applied": applied, "faults": usage.ru_minflt - before, "peak_mib": usage.ru_maxrss // 1024}))
+print(json.dumps({"left_alone_for_gpu": left_alone_for_gpu, "applied": applied, "faults": usage.ru_minflt - before, "peak_mib": usage.ru_maxrss // 1024}))
 """
 
 
@@ -39,6 +40,7 @@ def test_tuned_allocator_reuses_freed_pages():
     tuned = _page_faults({})
     untouched = _page_faults({"MALLOC_ARENA_MAX": "8"})  # a user's own malloc setting: left alone
     assert tuned["applied"] and not untouched["applied"]
+    assert tuned["left_alone_for_gpu"]  # a CUDA device does not touch the CPU's allocator
     pages = 10 * 64 * 2**20 // 4096
     assert untouched["faults"] > pages / 2  # every new 64 MiB block faulted in again
     assert tuned["faults"] < pages / 20  # the same pages, reused

@@ -30,25 +30,24 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (mall
 _allocator_tuned = False
 
 
-def tune_cpu_allocator() -> bool:
-    """Make glibc keep freed memory for reuse instead of handing it back to the OS; True when applied.
+def tune_cpu_allocator(device: torch.device | str = "cpu") -> bool:
+    """On the CPU, make glibc keep freed memory for reuse instead of handing it back to the OS.
 
     By default glibc serves every large block (an activation of a training step: 36 MB for one
     Conv-4 layer of a 60-way episode) with fresh pages from ``mmap`` and unmaps it on free, so
     each step page-faults through all of its activations again. With ``mmap`` off for the heap
-    and trimming only above 2 GiB free, the pages stay mapped: a 60-way 1-shot ProtoNet step
-    took 88 ms instead of 149 ms on a 2-core CPU (docs/benchmarks.md). The price is memory that
-    glibc keeps in its free lists: a few hundred MB more at peak (688 MB against 624 MB for that
-    training; 603 against 283 MB for a loop of 64 MB tensors). Applied once per process,
-    on Linux with glibc only, and never when the user tunes malloc already (a ``MALLOC_*``
-    environment variable, or an allocator in ``LD_PRELOAD``).
+    and trimming only above 2 GiB free, the pages stay mapped: 60-way 1-shot ProtoNet training
+    ran 1.50x the episodes per second, at 721 MiB peak memory against 647 MiB
+    (``benchmarks/cpu_allocator.py``, docs/benchmarks.md). Applied once per process, for a CPU
+    ``device``, on Linux with glibc only, and never when the user tunes malloc already (a
+    ``MALLOC_*`` environment variable, or an allocator in ``LD_PRELOAD``). Returns whether it is applied.
 
     Example:
-        >>> applied = tune_cpu_allocator()  # before the first training step
+        >>> applied = tune_cpu_allocator(torch.device("cpu"))  # before the first training step
     """
     global _allocator_tuned
-    if _allocator_tuned:
-        return True
+    if _allocator_tuned or torch.device(device).type != "cpu":
+        return _allocator_tuned
     user_tuned = os.environ.get("LD_PRELOAD") or any(name.startswith("MALLOC_") for name in os.environ)
     if user_tuned or not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False

@@ -87,8 +87,7 @@ class Evaluator:
                  progress: bool = True, bf16: bool = False) -> None:
         self.method, self.dataset, self.progress, self.bf16 = method, dataset, progress, bf16
         self.device = torch.device(device) if device is not None else next(method.parameters()).device
-        if self.device.type == "cpu":
-            tune_cpu_allocator()
+        tune_cpu_allocator(self.device)
         self._embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @torch.inference_mode()

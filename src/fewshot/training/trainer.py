@@ -62,8 +62,7 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         self.device = torch.device(device)
-        if self.device.type == "cpu":
-            tune_cpu_allocator()
+        tune_cpu_allocator(self.device)
         self.method = method.to(self.device)
         if config.channels_last:
             self.method.to(memory_format=torch.channels_last)
