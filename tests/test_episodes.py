@@ -47,6 +47,20 @@ def test_distortion_changes_images_reproducibly_and_keeps_the_draw():
     assert a.query.shape == plain.episode(4).query.shape and 0.0 <= a.query.min() <= a.query.max() <= 1.0
 
 
+def test_distort_until_leaves_the_later_episodes_clean():
+    from fewshot.data.augment import KOCH_DISTORTION
+
+    ds = make_dataset(n_classes=10, per_class=8)
+    plain = EpisodeSampler(ds, 5, 1, 2, 10, seed=3)
+    always = EpisodeSampler(ds, 5, 1, 2, 10, seed=3, distortion=KOCH_DISTORTION)
+    until = EpisodeSampler(ds, 5, 1, 2, 10, seed=3, distortion=KOCH_DISTORTION, distort_until=4)
+    assert all(torch.equal(until.episode(i).query, always.episode(i).query) for i in range(4))
+    assert all(torch.equal(until.episode(i).query, plain.episode(i).query) for i in range(4, 10))
+    assert not torch.equal(always.episode(4).query, plain.episode(4).query)
+    with pytest.raises(FewShotError, match="distort_until must be a number of episodes >= 0"):
+        EpisodeSampler(ds, 5, 1, 2, 10, distortion=KOCH_DISTORTION, distort_until=-1)
+
+
 def test_unequal_class_sizes_only_sample_valid_images():
     images = torch.zeros(3 + 7 + 5, 1, 8, 8, dtype=torch.uint8)
     labels = torch.tensor([0] * 3 + [1] * 7 + [2] * 5)

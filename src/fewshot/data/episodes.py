@@ -9,6 +9,7 @@ from torch.utils.data import Sampler
 
 from fewshot.data.augment import random_affine
 from fewshot.data.dataset import Episode, ImageDataset
+from fewshot.errors import FewShotError
 from fewshot.seeding import generator
 
 
@@ -22,7 +23,8 @@ class EpisodeSampler(Sampler[list[int]]):
 
     With a ``distortion`` (keyword arguments of :func:`~fewshot.data.augment.random_affine`,
     e.g. ``KOCH_DISTORTION``), :meth:`episode` distorts every image by its own random affine
-    map, also drawn from ``(seed, i)``.
+    map, also drawn from ``(seed, i)``; with ``distort_until`` too, only episodes
+    ``i < distort_until`` are distorted and the later ones are clean, like test images.
 
     Raises :class:`~fewshot.errors.FewShotError` at construction if the dataset cannot
     supply such episodes.
@@ -43,13 +45,16 @@ class EpisodeSampler(Sampler[list[int]]):
         n_episodes: int,
         seed: int = 0,
         distortion: dict[str, Any] | None = None,
+        distort_until: int | None = None,
     ) -> None:
         dataset.check_episode(n_way, k_shot, n_query)
+        if distort_until is not None and distort_until < 0:
+            raise FewShotError(f"distort_until must be a number of episodes >= 0 (or None: all), got {distort_until}")
         self.dataset = dataset
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
         self.n_episodes = n_episodes
         self.seed = seed
-        self.distortion = distortion
+        self.distortion, self.distort_until = distortion, distort_until
         self._table, self._invalid = dataset.index_table()
 
     def __len__(self) -> int:
@@ -68,7 +73,7 @@ class EpisodeSampler(Sampler[list[int]]):
         """Episode ``i`` as image tensors with episode labels ``0 .. n_way - 1``."""
         idx, classes = self.indices(i)
         images = self.dataset.images_at(idx)
-        if self.distortion is not None:
+        if self.distortion is not None and (self.distort_until is None or i < self.distort_until):
             flat = random_affine(images.flatten(0, 1), generator(self.seed, i, 1), **self.distortion)
             images = flat.view(images.shape)
         labels = torch.arange(self.n_way)

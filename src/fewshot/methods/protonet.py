@@ -32,6 +32,8 @@ class PrototypicalNetworks(Method):
         k_shot: support examples per class in training episodes.
         n_query: query examples per class in training episodes.
         distort: distort every training image by a random affine map (Koch's ranges).
+        distort_until: with ``distort``, distort only the episodes before this one and train the
+            rest on clean images, as the test images are (default: distort them all).
 
     Example:
         >>> from fewshot.nets import build_encoder
@@ -51,17 +53,19 @@ class PrototypicalNetworks(Method):
         k_shot: int = 5,
         n_query: int = 5,
         distort: bool = False,
+        distort_until: int | None = None,
     ) -> None:
         super().__init__(encoder)
         if distance not in self.distances:
             raise FewShotError(f"unknown distance {distance!r} for protonet; valid: {', '.join(self.distances)}")
         self.distance = get_distance(distance)
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
-        self.distort = distort
+        self.distort, self.distort_until = distort, distort_until
 
     def training_batches(self, dataset: ImageDataset, steps: int, seed: int) -> BatchSource:
         distortion = KOCH_DISTORTION if self.distort else None
-        return EpisodeSampler(dataset, self.n_way, self.k_shot, self.n_query, steps, seed, distortion).episode
+        return EpisodeSampler(dataset, self.n_way, self.k_shot, self.n_query, steps, seed, distortion,
+                              self.distort_until).episode
 
     def training_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, float]]:
         n_support = len(batch.support)
