@@ -44,6 +44,11 @@ def main() -> None:
                         help="bfloat16 autocast in training and while embedding test images (default: on)")
     parser.add_argument("--distort", action="store_true",
                         help="distort training images by random affine maps (protonet --distort)")
+    parser.add_argument("--distort-until", type=int,
+                        help="with --distort, distort only the episodes before this one; the rest are clean, as the "
+                             "test images are (default: distort all)")
+    parser.add_argument("--mirror-classes", action="store_true",
+                        help="also train on each class mirrored left to right, as a new class (fewshot train --mirror-classes)")
     parser.add_argument("--train-partition", default="train", choices=("train", "trainval"),
                         help="trainval: also train on the validation alphabets (then no validation)")
     parser.add_argument("--train-shot", type=int,
@@ -63,19 +68,17 @@ def main() -> None:
 
     from fewshot.evaluation import Evaluator
     from fewshot.files import atomic_write_text
-    from fewshot.runs import CONFIG_FILE, build_method, config_yaml, load_data, load_run
+    from fewshot.runs import CONFIG_FILE, build_method, config_yaml, load_data, load_run, training_set
     from fewshot.training.config import resolve_config
     from fewshot.training.trainer import Trainer
 
     config = resolve_config("protonet", overrides=dict(
         dataset="omniglot", split=args.split, data_dir=args.data_dir, seed=args.seed, bf16=args.bf16,
         steps=1_000_000, time_limit=args.early_minutes, device="cpu", train_partition=args.train_partition,
-        lr_step=args.lr_step),
-        option_overrides={"distort": args.distort, "k_shot": args.train_shot})
+        lr_step=args.lr_step, mirror_classes=args.mirror_classes or None),
+        option_overrides={"distort": args.distort, "distort_until": args.distort_until, "k_shot": args.train_shot})
     data = load_data(config, (config.train_partition, "val", "test"), progress=False)
-    train_set = data[config.train_partition]
-    if config.rotate_classes:
-        train_set = train_set.with_rotated_classes()
+    train_set = training_set(config, data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("checkpoint.pt", "metrics.jsonl", "model.safetensors"):
@@ -83,7 +86,8 @@ def main() -> None:
     atomic_write_text(out / CONFIG_FILE, config_yaml(config))
 
     figures: dict = {"benchmark": "omniglot_protonet", "split": args.split, "threads": args.threads,
-                     "distort": args.distort, "train_partition": args.train_partition,
+                     "distort": args.distort, "distort_until": args.distort_until,
+                     "mirror_classes": config.mirror_classes, "train_partition": args.train_partition,
                      "train_episodes": "{n_way}-way {k_shot}-shot {n_query}-query".format(**config.options),
                      "lr": config.lr, "lr_step": config.lr_step, "lr_gamma": config.lr_gamma,
                      "bf16": args.bf16, "channels_last": config.channels_last,

@@ -29,7 +29,7 @@ import torch
 from fewshot.data.sources import load_splits
 from fewshot.evaluation.evaluator import evaluate
 from fewshot.evaluation.verification import evaluate_verification
-from fewshot.runs import MODEL_FILE, build_method, load_data, load_weights
+from fewshot.runs import MODEL_FILE, build_method, load_data, load_weights, training_set
 from fewshot.training.config import resolve_config
 from fewshot.training.trainer import Trainer
 
@@ -53,9 +53,7 @@ def main() -> None:
         "time_limit": args.minutes, "steps": 10**9, "device": "cpu",
     }, option_overrides={"variant": "koch-l1", "pairing": args.pairing})
     data = load_data(config, (config.train_partition, "val", "test"), progress=False)
-    train_set = data[config.train_partition]
-    if config.rotate_classes:
-        train_set = train_set.with_rotated_classes()
+    train_set = training_set(config, data)
     method = build_method(config, train_set.image_shape)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(args.out or tmp)

@@ -24,6 +24,15 @@ def test_rotated_classes_are_new_classes():
     assert torch.equal(first_090, torch.rot90(ds.images[0], 1, dims=(1, 2)))
 
 
+def test_mirrored_classes_are_new_classes_after_the_originals():
+    ds = make_dataset(n_classes=2, per_class=3)
+    both = ds.with_rotated_classes().with_mirrored_classes()
+    assert both.num_classes == 16 and len(both) == 48
+    assert both.class_names[8:10] == ["c0/rot000/mirror", "c0/rot090/mirror"]
+    assert torch.equal(both.images[both.labels == 8][0], ds.images[0].flip(-1))
+    assert torch.equal(both.images[both.labels == 0], ds.images[:3])
+
+
 def test_getitem_gives_floats_in_unit_range():
     image, label = make_dataset(2, 2)[3]
     assert image.dtype == torch.float32 and 0 <= image.min() <= image.max() <= 1 and label == 1
@@ -37,3 +46,13 @@ def test_split_images_keeps_every_class_and_is_reproducible():
     again, _ = ds.split_images(0.7, 1)
     other, _ = ds.split_images(0.7, 1, 5)
     assert torch.equal(fit.images, again.images) and not torch.equal(fit.images, other.images)
+
+
+def test_training_set_adds_the_classes_the_config_asks_for():
+    from fewshot.runs import training_set
+    from fewshot.training.config import RunConfig
+
+    data = {"train": make_dataset(n_classes=3, per_class=2)}
+    assert training_set(RunConfig(), data).num_classes == 3
+    assert training_set(RunConfig(rotate_classes=True), data).num_classes == 12
+    assert training_set(RunConfig(rotate_classes=True, mirror_classes=True), data).num_classes == 24

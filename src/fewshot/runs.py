@@ -92,6 +92,16 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[M
     return method.to(device).eval(), config
 
 
+def training_set(config: RunConfig, data: dict[str, ImageDataset]) -> ImageDataset:
+    """The partition a run trains on, with the new classes its config adds (rotations, then mirrors)."""
+    train_set = data[config.train_partition]
+    if config.rotate_classes:
+        train_set = train_set.with_rotated_classes()
+    if config.mirror_classes:
+        train_set = train_set.with_mirrored_classes()
+    return train_set
+
+
 def load_data(config: RunConfig, partitions: tuple[str, ...], progress: bool = True,
               download: bool = True) -> dict[str, ImageDataset]:
     """The partitions a run uses (e.g. ``("train", "val")``), as its config describes them.

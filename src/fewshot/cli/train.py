@@ -14,7 +14,7 @@ from fewshot.device import resolve_device
 from fewshot.errors import FewShotError
 from fewshot.files import atomic_write_text
 from fewshot.methods import METHODS
-from fewshot.runs import CONFIG_FILE, build_method, config_yaml, load_config, load_data
+from fewshot.runs import CONFIG_FILE, build_method, config_yaml, load_config, load_data, training_set
 from fewshot.training.config import RunConfig, available_configs, config_differences, resolve_config
 from fewshot.training.trainer import Trainer
 
@@ -90,9 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if config.threads:
         torch.set_num_threads(config.threads)
     data = load_data(config, (config.train_partition, "val"), progress=args.progress, download=args.download)
-    train_set = data[config.train_partition]
-    if config.rotate_classes:
-        train_set = train_set.with_rotated_classes()
+    train_set = training_set(config, data)
     method = build_method(config, train_set.image_shape)
     if not args.resume:
         new_run_dir(out, args.overwrite)

@@ -155,6 +155,17 @@ class ImageDataset(Dataset):
             names.extend(f"{n}/rot{a:03d}" for a in angles)
         return ImageDataset(torch.cat(images), torch.cat(labels), names, f"{self.name}+rotations")
 
+    def with_mirrored_classes(self) -> ImageDataset:
+        """Each class twice, as drawn and mirrored left to right, the mirror a class of its own.
+
+        The same class augmentation as :meth:`with_rotated_classes`, by reflection: a
+        mirrored character is a new character. Class names get a ``/mirror`` suffix on the
+        mirrored classes, whose labels follow the originals'.
+        """
+        names = list(self.class_names) + [f"{n}/mirror" for n in self.class_names]
+        return ImageDataset(torch.cat([self.images, self.images.flip(-1)]),
+                            torch.cat([self.labels, self.labels + self.num_classes]), names, f"{self.name}+mirrors")
+
     def check_episode(self, n_way: int, k_shot: int, n_query: int) -> None:
         """Raise one clear error if N-way K-shot Q-query episodes cannot be drawn from this set."""
         for value, what in ((n_way, "ways (N)"), (k_shot, "shots (K)"), (n_query, "queries (Q)")):

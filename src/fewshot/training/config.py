@@ -42,6 +42,7 @@ class RunConfig:
     image_size: int = _opt(28, "images are resized to this square size")
     channels: int = _opt(1, "image channels: 1 (grayscale) or 3 (RGB)")
     rotate_classes: bool = _opt(False, "add each training class rotated by 90, 180, 270 degrees as new classes")
+    mirror_classes: bool = _opt(False, "add each training class (and rotation) mirrored left to right as a new class")
     train_partition: str = _opt("train", "partition to train on: train or trainval")
     steps: int = _opt(10_000, "training steps (episodes or batches)")
     optimizer: str = _opt("adam", "optimizer: adam or rmsprop")
