@@ -33,6 +33,11 @@ def test_unknown_distance_is_refused():
         PrototypicalNetworks(torch.nn.Identity(), distance="l1")
 
 
+def test_distort_until_without_distort_is_refused():
+    with pytest.raises(FewShotError, match=r"pass distort=True \(--distort\) with it"):
+        PrototypicalNetworks(torch.nn.Identity(), distort_until=100)
+
+
 def test_short_training_lowers_loss_and_beats_chance_on_unseen_classes():
     data = make_dataset(n_classes=24, per_class=10, size=16, seed=1)
     train, test = data.subset(range(16)), data.subset(range(16, 24))

@@ -58,6 +58,9 @@ class PrototypicalNetworks(Method):
         super().__init__(encoder)
         if distance not in self.distances:
             raise FewShotError(f"unknown distance {distance!r} for protonet; valid: {', '.join(self.distances)}")
+        if distort_until is not None and not distort:
+            raise FewShotError("distort_until only limits distortions; pass distort=True (--distort) with it, "
+                               "or leave it out")
         self.distance = get_distance(distance)
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
         self.distort, self.distort_until = distort, distort_until
