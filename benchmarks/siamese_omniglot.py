@@ -29,7 +29,8 @@ import torch
 from fewshot.data.sources import load_splits
 from fewshot.evaluation.evaluator import evaluate
 from fewshot.evaluation.verification import evaluate_verification
-from fewshot.runs import MODEL_FILE, build_method, load_data, load_weights, training_set
+from fewshot.files import atomic_write_text
+from fewshot.runs import CONFIG_FILE, MODEL_FILE, build_method, config_yaml, load_data, load_weights, training_set
 from fewshot.training.config import resolve_config
 from fewshot.training.trainer import Trainer
 
@@ -45,19 +46,29 @@ def main() -> None:
     parser.add_argument("--pairing", choices=("koch", "all"),
                         help="training pairs: koch (each anchor with one same and one different partner) or all "
                              "(every two images of a P x K batch); default: the config's")
+    parser.add_argument("--thicken", type=float,
+                        help="probability that a training image's strokes are thickened (fewshot train siamese "
+                             "--thicken); default: the config's")
+    parser.add_argument("--hard-negatives", action="store_true",
+                        help="train same pairs against each image's hardest different pair only (fewshot train siamese "
+                             "--hard-negatives)")
+    parser.add_argument("--mirror-classes", action="store_true",
+                        help="also train on each class mirrored left to right, as a new class (fewshot train --mirror-classes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     config = resolve_config("siamese", overrides={
         "dataset": "omniglot", "split": "lake", "data_dir": args.data_dir, "seed": args.seed,
-        "time_limit": args.minutes, "steps": 10**9, "device": "cpu",
-    }, option_overrides={"variant": "koch-l1", "pairing": args.pairing})
+        "time_limit": args.minutes, "steps": 10**9, "device": "cpu", "mirror_classes": args.mirror_classes or None,
+    }, option_overrides={"variant": "koch-l1", "pairing": args.pairing, "thicken": args.thicken,
+                         "hard_negatives": args.hard_negatives or None})
     data = load_data(config, (config.train_partition, "val", "test"), progress=False)
     train_set = training_set(config, data)
     method = build_method(config, train_set.image_shape)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(args.out or tmp)
         run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG_FILE, config_yaml(config))  # so that `fewshot evaluate` reads the run
         summary = Trainer(method, config, train_set, data.get("val"), run_dir, progress=False).fit()
         load_weights(method, run_dir / MODEL_FILE, config)  # the best on validation
     method.eval()
@@ -70,7 +81,7 @@ def main() -> None:
     transfer = evaluate(method, digits, 10, 1, 15, args.episodes, args.seed, progress=False)
     print(json.dumps({
         "benchmark": "siamese_omniglot", "variant": "koch-l1", "options": config.options,
-        "rotate_classes": config.rotate_classes, "train_classes": train_set.num_classes, "encoder": config.encoder,
+        "rotate_classes": config.rotate_classes, "mirror_classes": config.mirror_classes, "train_classes": train_set.num_classes, "encoder": config.encoder,
         "encoder_options": config.encoder_options, "image_size": config.image_size, "minutes": args.minutes,
         "seed": args.seed, "torch_threads": torch.get_num_threads(), "steps": summary["step"],
         "train_seconds": summary["elapsed_s"], "best_val_accuracy": summary["best_val_accuracy"],

@@ -4,9 +4,9 @@ import pytest
 import torch
 from synthetic import make_dataset
 
-from fewshot.data.augment import KOCH_DISTORTION, random_affine
+from fewshot.data.augment import KOCH_DISTORTION, random_affine, random_distortion, random_thickening
 from fewshot.data.dataset import ImageDataset
-from fewshot.data.pairs import AllPairsSampler, PairSampler, balanced_pair_mean
+from fewshot.data.pairs import AllPairsSampler, PairBatch, PairSampler, balanced_pair_mean, hardest_negatives
 from fewshot.data.triplets import PKSampler
 from fewshot.errors import FewShotError
 
@@ -138,3 +138,42 @@ def test_affine_draws_are_reproducible_and_batched_per_image():
 def test_bad_affine_ranges_are_refused():
     with pytest.raises(FewShotError, match="scale"):
         random_affine(torch.rand(1, 1, 4, 4), torch.Generator(), scale=(1.2, 0.8))
+
+
+def test_thickening_widens_strokes_only_around_them_and_only_as_often_as_asked():
+    image = torch.zeros(1, 1, 12, 12)
+    image[0, 0, 6, 2:10] = 1.0  # a horizontal stroke one pixel wide
+    images = image.repeat(400, 1, 1, 1)
+    thick = random_thickening(images, torch.Generator().manual_seed(0), probability=0.5)
+    assert (thick >= images).all() and thick.max() <= 1.0  # ink is only added
+    assert (thick[:, :, :5] == 0).all() and (thick[:, :, 8:] == 0).all()  # a one-pixel rim at most
+    changed = (thick != images).flatten(1).any(1).float().mean().item()
+    assert 0.4 < changed < 0.6
+    assert torch.equal(random_thickening(images, torch.Generator().manual_seed(0), probability=0.0), images)
+    full = random_thickening(images, torch.Generator().manual_seed(0), probability=1.0)
+    assert torch.equal(full, random_thickening(images, torch.Generator().manual_seed(0), probability=1.0))
+    rim = full[:, 0, 5, 2:10].mean(1)  # the row above the stroke: t ~ U[0, 1] per image
+    assert rim.min() < 0.1 and rim.max() > 0.9
+    with pytest.raises(FewShotError, match="probability"):
+        random_thickening(images, torch.Generator(), probability=1.5)
+
+
+def test_distortion_without_thickening_draws_exactly_the_affine_maps():
+    images = torch.rand(6, 1, 10, 10)
+    affine = random_affine(images, torch.Generator().manual_seed(4), **KOCH_DISTORTION)
+    assert torch.equal(random_distortion(images, torch.Generator().manual_seed(4), **KOCH_DISTORTION), affine)
+    assert torch.equal(random_distortion(images, torch.Generator().manual_seed(4), thicken=0.0, **KOCH_DISTORTION),
+                       affine)  # runs trained before thickening existed draw the same images
+    assert torch.equal(random_distortion(images, torch.Generator()), images)
+
+
+def test_hardest_negatives_marks_each_images_most_alike_different_pair():
+    # images 0, 1 of class a; 2, 3 of class b; all six pairs, scored by hand (higher: more alike)
+    left, right = torch.triu_indices(4, 4, offset=1)  # (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
+    labels = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    batch = PairBatch(torch.zeros(4, 1, 2, 2), left, right, labels)
+    scores = torch.tensor([9.0, 0.5, -1.0, 2.0, 0.0, 9.0])
+    # image 0: (0,2) 0.5 beats (0,3) -1; image 1: (1,2) 2; image 2: (1,2) 2; image 3: (1,3) 0
+    assert hardest_negatives(scores, batch).tolist() == [False, True, False, True, True, False]
+    scores.requires_grad_(True)
+    assert not hardest_negatives(scores, batch).requires_grad

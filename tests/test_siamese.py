@@ -3,12 +3,13 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from synthetic import make_dataset
 
 from fewshot.cli.main import main
 from fewshot.cli.verify import load_image
-from fewshot.data.pairs import PairBatch
+from fewshot.data.pairs import PairBatch, hardest_negatives
 from fewshot.errors import FewShotError
 from fewshot.evaluation import evaluate
 from fewshot.losses import ContrastiveLoss, contrastive_loss
@@ -171,6 +172,38 @@ def test_unknown_variant_lists_the_valid_ones():
         SiameseNetwork(Pixels(4), variant="koch")
     with pytest.raises(FewShotError, match="unknown siamese pairing 'pairs'; valid: koch, all"):
         SiameseNetwork(Pixels(4), pairing="pairs")
+
+
+@pytest.mark.parametrize("pairing", ["koch", "all"])
+def test_thicken_adds_ink_to_training_images_and_is_validated(pairing):
+    data = make_dataset(n_classes=6, per_class=6, size=12, seed=3)
+    def batch(thicken):
+        model = SiameseNetwork(Pixels(144), pairing=pairing, batch_size=32, thicken=thicken,
+                               classes_per_batch=4, images_per_class=3)
+        return model.training_batches(data, 1, seed=0)(0)
+    plain, thick = batch(0.0), batch(1.0)
+    assert (thick.images >= plain.images).all() and thick.images.sum() > 1.2 * plain.images.sum()
+    with pytest.raises(FewShotError, match="thicken is a probability: pass a value in \\[0, 1\\], got 2"):
+        SiameseNetwork(Pixels(4), thicken=2)
+
+
+def test_hard_negatives_train_on_same_pairs_and_one_different_pair_per_image():
+    data = make_dataset(n_classes=6, per_class=6, size=8, seed=2)
+    model = SiameseNetwork(Pixels(64), variant="koch-l1", pairing="all", classes_per_batch=4, images_per_class=3,
+                           hard_negatives=True)
+    batch = model.training_batches(data, 1, seed=0)(0)
+    with torch.no_grad():
+        model.head.dense.weight.fill_(-0.01)
+        model.head.dense.bias.fill_(1.0)
+    scores = model.pair_scores(batch.images[batch.left], batch.images[batch.right])
+    keep = hardest_negatives(scores, batch)
+    assert 6 <= int(keep.sum()) <= 12  # one per image of 12, shared by two images when mutual
+    bce = F.binary_cross_entropy_with_logits(scores, batch.labels, reduction="none")
+    same = batch.labels > 0.5
+    loss, _ = model.training_loss(batch)
+    assert loss.item() == pytest.approx(0.5 * (bce[same].mean() + bce[keep].mean()).item(), rel=1e-5)
+    model.hard_negatives = False
+    assert loss.item() > model.training_loss(batch)[0].item()  # the hardest different pairs cost the most
 
 
 def test_all_pairs_loss_weighs_the_few_same_pairs_as_much_as_the_many_different_ones():

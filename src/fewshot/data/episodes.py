@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
-from fewshot.data.augment import random_affine
+from fewshot.data.augment import random_distortion
 from fewshot.data.dataset import Episode, ImageDataset
 from fewshot.errors import FewShotError
 from fewshot.seeding import generator
@@ -21,7 +21,7 @@ class EpisodeSampler(Sampler[list[int]]):
     queries), so the sampler works as a ``batch_sampler`` of a ``DataLoader``;
     :meth:`episode` builds the tensors directly, which is faster.
 
-    With a ``distortion`` (keyword arguments of :func:`~fewshot.data.augment.random_affine`,
+    With a ``distortion`` (keyword arguments of :func:`~fewshot.data.augment.random_distortion`,
     e.g. ``KOCH_DISTORTION``), :meth:`episode` distorts every image by its own random affine
     map, also drawn from ``(seed, i)``; with ``distort_until`` too, only episodes
     ``i < distort_until`` are distorted and the later ones are clean, like test images.
@@ -74,7 +74,7 @@ class EpisodeSampler(Sampler[list[int]]):
         idx, classes = self.indices(i)
         images = self.dataset.images_at(idx)
         if self.distortion is not None and (self.distort_until is None or i < self.distort_until):
-            flat = random_affine(images.flatten(0, 1), generator(self.seed, i, 1), **self.distortion)
+            flat = random_distortion(images.flatten(0, 1), generator(self.seed, i, 1), **self.distortion)
             images = flat.view(images.shape)
         labels = torch.arange(self.n_way)
         k = self.k_shot

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from fewshot.data.augment import random_affine
+from fewshot.data.augment import random_distortion
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.triplets import PKSampler
 from fewshot.errors import FewShotError
@@ -47,7 +47,7 @@ class PairSampler:
         dataset: the labelled images to pair (the training classes: pairs never leave it).
         batch_size: pairs per batch, an even number: half same, half different.
         seed: batch ``i`` is drawn from ``generator(seed, i)`` alone.
-        distortion: keyword arguments of :func:`~fewshot.data.augment.random_affine`
+        distortion: keyword arguments of :func:`~fewshot.data.augment.random_distortion`
             (``KOCH_DISTORTION`` for Koch's), applied to every image independently; ``None``: none.
 
     Raises :class:`~fewshot.errors.FewShotError` when no negative pairs (one class) or
@@ -110,7 +110,7 @@ class PairSampler:
         anchors, same, other = self.draw(i, g)
         images = self.dataset.images_at(torch.cat([anchors, same, other]))
         if self.distortion is not None:
-            images = random_affine(images, g, **self.distortion)
+            images = random_distortion(images, g, **self.distortion)
         m = len(anchors)
         left = torch.arange(m).repeat(2)
         right = torch.arange(m, 3 * m)
@@ -131,7 +131,7 @@ class AllPairsSampler:
         classes_per_batch: P, at least 2 (different pairs need two classes).
         images_per_class: K, at least 2 (same pairs need two images of a class).
         seed: batch ``i`` is drawn from ``generator(seed, i)`` alone.
-        distortion: keyword arguments of :func:`~fewshot.data.augment.random_affine`, or ``None``.
+        distortion: keyword arguments of :func:`~fewshot.data.augment.random_distortion`, or ``None``.
 
     Example:
         >>> batch = AllPairsSampler(dataset, classes_per_batch=32, images_per_class=4).batch(0)
@@ -153,7 +153,7 @@ class AllPairsSampler:
         """Batch ``i``: ``P * K`` images (class by class) and all pairs of them."""
         images = self.dataset.images_at(self._classes.indices(i).flatten())
         if self.distortion is not None:
-            images = random_affine(images, generator(self.seed, i, 1), **self.distortion)
+            images = random_distortion(images, generator(self.seed, i, 1), **self.distortion)
         return PairBatch(images, self.left, self.right, self.labels)
 
 
@@ -177,3 +177,25 @@ def balanced_pair_mean(losses: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     if n_same in (0, len(labels)):  # one kind of pair only: nothing to balance
         return losses.mean()
     return 0.5 * (losses[same].mean() + losses[~same].mean())
+
+
+def hardest_negatives(scores: torch.Tensor, batch: PairBatch) -> torch.Tensor:
+    """Mask ``[pairs]`` of each image's hardest different-class pair: the one it scores most alike.
+
+    Batch-hard mining (Hermans, Beyer and Leibe 2017) for pairs: of the many different pairs
+    of an all-pairs batch, most are already told apart, and their mean hides the few that are
+    not. Each image of ``batch.images`` marks at most one different pair (ties may mark more);
+    same pairs are never marked. Selection only: ``scores`` need not carry gradients.
+
+    Example:
+        >>> batch = AllPairsSampler(dataset, classes_per_batch=32, images_per_class=4).batch(0)
+        >>> keep = hardest_negatives(scores, batch) | (batch.labels > 0.5)  # the pairs to train on
+    """
+    different = batch.labels < 0.5
+    s = scores.detach().float().masked_fill(~different, -torch.inf).repeat(2)
+    images = torch.cat([batch.left, batch.right])
+    best = torch.full((len(batch.images),), -torch.inf, device=s.device).scatter_reduce(0, images, s, "amax")
+    hit = (s == best[images]) & different.repeat(2)
+    keep = torch.zeros(len(batch), dtype=torch.bool, device=s.device)
+    keep[torch.arange(len(batch), device=s.device).repeat(2)[hit]] = True
+    return keep

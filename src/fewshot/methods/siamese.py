@@ -37,7 +37,7 @@ from torch import nn
 
 from fewshot.data.augment import KOCH_DISTORTION
 from fewshot.data.dataset import ImageDataset
-from fewshot.data.pairs import AllPairsSampler, PairBatch, PairSampler, balanced_pair_mean
+from fewshot.data.pairs import AllPairsSampler, PairBatch, PairSampler, balanced_pair_mean, hardest_negatives
 from fewshot.distances import get_distance
 from fewshot.errors import FewShotError
 from fewshot.evaluation.verification import best_threshold, score_pairs
@@ -142,9 +142,14 @@ class SiameseNetwork(Method):
         margin: the contrastive loss's margin m (euclidean-contrastive only).
         batch_size: pairs per training step with koch pairing, half same-class, half different (Koch: 128).
         distort: distort every training image by a random affine map (Koch's ranges).
+        thicken: the probability that a training image's strokes are thickened by a random
+            amount (:func:`~fewshot.data.augment.random_thickening`), for robustness to stroke
+            width, as in transfer from Omniglot to MNIST; 0: never.
         pairing: koch: each anchor image with one same-class and one other-class partner (Koch's
             sampling, PairSampler); all: batches of P classes x K images in which every two images
             form a pair (AllPairsSampler). Either way the loss weighs same and different pairs equally.
+        hard_negatives: train each image's same-class pairs against only its hardest different-class
+            pair of the batch (batch-hard mining, Hermans et al. 2017), not against all of them.
         classes_per_batch: P, the classes of a batch with all pairing.
         images_per_class: K, the images of each class in a batch with all pairing.
 
@@ -166,7 +171,9 @@ class SiameseNetwork(Method):
         margin: float = 1.0,
         batch_size: int = 128,
         distort: bool = False,
+        thicken: float = 0.0,
         pairing: str = "koch",
+        hard_negatives: bool = False,
         classes_per_batch: int = 32,
         images_per_class: int = 4,
     ) -> None:
@@ -177,8 +184,11 @@ class SiameseNetwork(Method):
             raise FewShotError(f"unknown siamese pairing {pairing!r}; valid: {', '.join(PAIRINGS)}")
         if margin <= 0:
             raise FewShotError(f"margin must be positive, got {margin}")
+        if not 0 <= thicken <= 1:
+            raise FewShotError(f"thicken is a probability: pass a value in [0, 1], got {thicken}")
         self.variant_name, self.variant = variant, VARIANTS[variant]
-        self.margin, self.batch_size, self.distort = margin, batch_size, distort
+        self.margin, self.batch_size, self.distort, self.thicken = margin, batch_size, distort, thicken
+        self.hard_negatives = hard_negatives
         self.pairing, self.classes_per_batch, self.images_per_class = pairing, classes_per_batch, images_per_class
         self.support_encoder = None if self.variant.shared else _fresh_copy(encoder)
         features = encoder.out_features
@@ -221,10 +231,12 @@ class SiameseNetwork(Method):
         return self.head.pairwise(self.encoder(images[left]), self.support_encoder(images[right]))
 
     def training_batches(self, dataset: ImageDataset, steps: int, seed: int) -> BatchSource:
-        distortion = KOCH_DISTORTION if self.distort else None
+        distortion = dict(KOCH_DISTORTION) if self.distort else {}
+        if self.thicken:
+            distortion["thicken"] = self.thicken
         if self.pairing == "all":
-            return AllPairsSampler(dataset, self.classes_per_batch, self.images_per_class, seed, distortion).batch
-        return PairSampler(dataset, self.batch_size, seed, distortion).batch
+            return AllPairsSampler(dataset, self.classes_per_batch, self.images_per_class, seed, distortion or None).batch
+        return PairSampler(dataset, self.batch_size, seed, distortion or None).batch
 
     def training_loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, float]]:
         scores = self.indexed_pair_scores(batch.images, batch.left, batch.right)
@@ -233,7 +245,13 @@ class SiameseNetwork(Method):
         else:
             losses = F.binary_cross_entropy_with_logits(scores, batch.labels.to(scores.dtype), reduction="none")
         correct = ((scores > self.default_threshold) == (batch.labels > 0.5)).float()
-        return balanced_pair_mean(losses, batch.labels), {"accuracy": balanced_pair_mean(correct, batch.labels).item()}
+        metrics = {"accuracy": balanced_pair_mean(correct, batch.labels).item()}
+        if self.hard_negatives:
+            keep = hardest_negatives(scores, batch) | (batch.labels > 0.5)
+            losses, labels = losses[keep], batch.labels[keep]
+        else:
+            labels = batch.labels
+        return balanced_pair_mean(losses, labels), metrics
 
     def scores(
         self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, n_way: int
