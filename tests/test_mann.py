@@ -147,6 +147,18 @@ def test_bad_options_are_clear_errors():
         MANN(torch.nn.Flatten())
     with pytest.raises(FewShotError, match="n_classes must be a positive integer"):
         small_mann(n_classes=0)
+    with pytest.raises(FewShotError, match="min_classes must be an integer from 1 to n_classes \\(3\\), got 4"):
+        small_mann(n_classes=3, min_classes=4)
+
+
+def test_min_classes_trains_on_shorter_episodes_of_the_full_label_space():
+    model = small_mann(n_classes=5, min_classes=2)
+    batches = model.training_batches(random_patterns(8), steps=20, seed=0)
+    lengths = {batches(i).labels.shape[1] for i in range(20)}
+    assert lengths == {8, 12, 16, 20} and min(lengths) < 5 * 4  # 2..5 classes x 4 instances
+    loss, metrics = model.training_loss(batches(0))
+    loss.backward()
+    assert torch.isfinite(loss) and "acc_inst2" in metrics
 
 
 def test_episodes_of_the_wrong_size_are_refused():

@@ -46,6 +46,29 @@ def test_each_class_appears_instances_times_with_its_own_images():
         assert len(set(ids)) == len(ids)
 
 
+def test_min_classes_mixes_in_shorter_episodes_over_a_random_subset_of_the_labels():
+    ds = tagged_dataset()
+    episodes = SequenceEpisodes(ds, n_classes=6, instances=3, batch_size=8, seed=1, min_classes=2)
+    sizes = set()
+    for i in range(30):
+        batch = episodes.batch(i)
+        shown = (batch.classes >= 0).sum(1)
+        m = int(shown[0])
+        sizes.add(m)
+        assert torch.all(shown == m) and batch.labels.shape == (8, 3 * m) and batch.n_classes == 6
+        counts = F.one_hot(batch.labels, 6).sum(1)
+        assert torch.equal(counts > 0, batch.classes >= 0) and torch.all(counts[counts > 0] == 3)
+        pixel_class = (batch.images[:, :, 0, 0, 0] * 255).round().long() - 1
+        assert torch.equal(pixel_class, batch.classes.gather(1, batch.labels))  # image matches its label's class
+        assert batch.inputs.shape[-1] == 6 * 6 + 6  # the label input keeps all six units
+    assert sizes == {2, 3, 4, 5, 6}
+    labels_used = {tuple((episodes.batch(i).classes[0] >= 0).tolist()) for i in range(30)}
+    assert len(labels_used) > 10  # not always the first m labels
+    assert torch.equal(SequenceEpisodes(ds, 6, 3, 8, seed=1, min_classes=2).batch(4).images, episodes.batch(4).images)
+    with pytest.raises(FewShotError, match="min_classes must be an integer from 1 to n_classes \\(6\\), got 7"):
+        SequenceEpisodes(ds, n_classes=6, instances=3, min_classes=7)
+
+
 def test_label_assignment_and_order_are_random_per_episode():
     batch = SequenceEpisodes(tagged_dataset(), n_classes=4, instances=3, batch_size=32).batch(0)
     assert len({tuple(r) for r in batch.labels.tolist()}) > 20

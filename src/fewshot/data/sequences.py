@@ -30,7 +30,7 @@ class SequenceBatch:
     Attributes:
         images: ``[batch, time, c, h, w]`` float images in [0, 1].
         labels: ``[batch, time]`` episode labels ``y_t`` in ``0 .. n_classes - 1`` (the targets).
-        classes: ``[batch, n_classes]`` dataset class index of each episode label.
+        classes: ``[batch, n_classes]`` dataset class index of each episode label (-1 if unused).
         n_classes: classes per episode N.
     """
 
@@ -116,6 +116,11 @@ class SequenceEpisodes:
         augmentation: transform applied to each batch, e.g. :class:`SantoroAugmentation`; with
             augmentation, a class with fewer than ``instances`` images repeats some of them
             (each repeat differently transformed).
+        min_classes: with a value, each batch shows ``m`` classes, ``m`` drawn uniformly from
+            ``min_classes .. n_classes`` (the same for all episodes of the batch), labelled with a
+            random ``m`` of the ``n_classes`` labels: shorter, easier episodes mixed in, so that a
+            model of many classes meets the binding task in small doses first. ``None``: always
+            ``n_classes`` classes.
 
     Raises:
         FewShotError: if the dataset has fewer than ``n_classes`` classes, or (without
@@ -129,10 +134,14 @@ class SequenceEpisodes:
     """
 
     def __init__(self, dataset: ImageDataset, n_classes: int = 5, instances: int = 10, batch_size: int = 16,
-                 seed: int = 0, augmentation: SantoroAugmentation | None = None) -> None:
+                 seed: int = 0, augmentation: SantoroAugmentation | None = None,
+                 min_classes: int | None = None) -> None:
         for value, what in ((n_classes, "n_classes"), (instances, "instances"), (batch_size, "batch_size")):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise FewShotError(f"sequence episodes: {what} must be a positive integer, got {value!r}")
+        if min_classes is not None and not (isinstance(min_classes, int) and 1 <= min_classes <= n_classes):
+            raise FewShotError(f"sequence episodes: min_classes must be an integer from 1 to n_classes ({n_classes}), "
+                               f"got {min_classes!r}; or None for episodes of n_classes classes only")
         if n_classes > dataset.num_classes:
             raise FewShotError(
                 f"episodes of {n_classes} classes need {n_classes} classes but {dataset.name} has "
@@ -151,29 +160,32 @@ class SequenceEpisodes:
                 f"or turn on augmentation so that images may repeat")
         self.dataset, self.n_classes, self.instances = dataset, n_classes, instances
         self.batch_size, self.seed, self.augmentation = batch_size, seed, augmentation
+        self.min_classes = min_classes
         self._sizes = sizes
         self._table, self._invalid = dataset.index_table()
-
-    @property
-    def length(self) -> int:
-        """Steps per episode."""
-        return self.n_classes * self.instances
 
     def indices(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator]:
         """Batch ``i`` as dataset indices ``[batch, time]``, labels ``[batch, time]``, classes ``[batch, N]``.
 
-        Also returns the generator, positioned after these draws, for the augmentation.
+        ``classes[e, y]`` is the dataset class shown with label ``y`` in episode ``e`` (-1: a
+        label the episode does not use, with ``min_classes``). Also returns the generator,
+        positioned after these draws, for the augmentation.
         """
         g = generator(self.seed, i)
         b, n, k = self.batch_size, self.n_classes, self.instances
-        classes = torch.rand(b, self.dataset.num_classes, generator=g).argsort(1)[:, :n]
-        keys = torch.rand(b, n, self._table.shape[1], generator=g).masked_fill_(self._invalid[classes], 2.0)
+        m = n if self.min_classes is None else int(torch.randint(self.min_classes, n + 1, (), generator=g))
+        shown = torch.rand(b, self.dataset.num_classes, generator=g).argsort(1)[:, :m]
+        keys = torch.rand(b, m, self._table.shape[1], generator=g).masked_fill_(self._invalid[shown], 2.0)
         order_in_class = keys.argsort(-1)
-        picks = order_in_class.gather(-1, torch.arange(k).expand(b, n, k) % self._sizes[classes].unsqueeze(-1))
-        indices = self._table[classes].gather(-1, picks).flatten(1)  # [b, n*k], class by class
-        order = torch.rand(b, n * k, generator=g).argsort(1)
-        labels = torch.arange(n).repeat_interleave(k).expand(b, -1).gather(1, order)
-        return indices.gather(1, order), labels, classes, g
+        picks = order_in_class.gather(-1, torch.arange(k).expand(b, m, k) % self._sizes[shown].unsqueeze(-1))
+        indices = self._table[shown].gather(-1, picks).flatten(1)  # [b, m*k], class by class
+        order = torch.rand(b, m * k, generator=g).argsort(1)
+        slots = torch.arange(m).repeat_interleave(k).expand(b, -1).gather(1, order)
+        if self.min_classes is None:
+            return indices.gather(1, order), slots, shown, g
+        label_of = torch.rand(b, n, generator=g).argsort(1)[:, :m]  # the labels of the m shown classes
+        classes = torch.full((b, n), -1, dtype=shown.dtype).scatter_(1, label_of, shown)
+        return indices.gather(1, order), label_of.gather(1, slots), classes, g
 
     def batch(self, i: int) -> SequenceBatch:
         """Batch ``i`` of episodes, augmented if an augmentation was given."""

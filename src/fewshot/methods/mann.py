@@ -72,6 +72,10 @@ class MANN(Method):
         n_classes: classes per episode (Santoro: 5 or 15); also the size of the label input and output.
         instances: images of each class per episode (episode length ``n_classes * instances``).
         batch_size: episodes per training batch.
+        min_classes: train on episodes of ``min_classes .. n_classes`` classes (drawn per batch,
+            labelled with a random subset of the ``n_classes`` labels) instead of ``n_classes``
+            only: easier episodes mixed in, so that a 15-class model starts learning to bind
+            sooner. Ours, not the paper's; evaluation always uses ``n_classes``.
         controller_size: hidden units of the controller.
         slots: memory locations.
         width: size of a memory location.
@@ -101,6 +105,7 @@ class MANN(Method):
         n_classes: int = 5,
         instances: int = 10,
         batch_size: int = 16,
+        min_classes: int | None = None,
         controller_size: int = 200,
         slots: int = 128,
         width: int = 40,
@@ -124,6 +129,9 @@ class MANN(Method):
                             (heads, "heads")):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise FewShotError(f"mann option {what} must be a positive integer, got {value!r}")
+        if min_classes is not None and not (isinstance(min_classes, int) and 1 <= min_classes <= n_classes):
+            raise FewShotError(f"mann option min_classes must be an integer from 1 to n_classes ({n_classes}), "
+                               f"got {min_classes!r}")
         try:
             self.memory = build_memory(memory, controller_size, slots, width, heads, gamma, shift_range)
         except ValueError as e:
@@ -133,6 +141,7 @@ class MANN(Method):
         self.output = nn.Linear(controller_size + read_size, n_classes)
         self.memory_kind, self.controller_kind = memory, controller
         self.n_classes, self.instances, self.batch_size = n_classes, instances, batch_size
+        self.min_classes = min_classes
         self.augmentation = SantoroAugmentation(True, max_rotation, max_shift) if augment else None
         settings = {"memory": memory, "controller": controller, "n_classes": n_classes,
                     "controller_size": controller_size, "features": in_features}
@@ -224,12 +233,13 @@ class MANN(Method):
     # -- training ----------------------------------------------------------------------------------
 
     def training_batches(self, dataset: ImageDataset, steps: int, seed: int) -> BatchSource:
-        return self.sequence_episodes(dataset, seed, self.batch_size, self.augmentation).batch
+        return self.sequence_episodes(dataset, seed, self.batch_size, self.augmentation, self.min_classes).batch
 
     def sequence_episodes(self, dataset: ImageDataset, seed: int, batch_size: int,
-                          augmentation: SantoroAugmentation | None = None) -> SequenceEpisodes:
+                          augmentation: SantoroAugmentation | None = None,
+                          min_classes: int | None = None) -> SequenceEpisodes:
         """Episodes of this model's shape (``n_classes`` classes, ``instances`` each) from ``dataset``."""
-        return SequenceEpisodes(dataset, self.n_classes, self.instances, batch_size, seed, augmentation)
+        return SequenceEpisodes(dataset, self.n_classes, self.instances, batch_size, seed, augmentation, min_classes)
 
     def training_loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
         logits = self.predict(batch)
