@@ -234,9 +234,10 @@ class SiameseNetwork(Method):
         distortion = dict(KOCH_DISTORTION) if self.distort else {}
         if self.thicken:
             distortion["thicken"] = self.thicken
+        distortion = distortion or None
         if self.pairing == "all":
-            return AllPairsSampler(dataset, self.classes_per_batch, self.images_per_class, seed, distortion or None).batch
-        return PairSampler(dataset, self.batch_size, seed, distortion or None).batch
+            return AllPairsSampler(dataset, self.classes_per_batch, self.images_per_class, seed, distortion).batch
+        return PairSampler(dataset, self.batch_size, seed, distortion).batch
 
     def training_loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, float]]:
         scores = self.indexed_pair_scores(batch.images, batch.left, batch.right)
