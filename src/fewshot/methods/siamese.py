@@ -143,8 +143,7 @@ class SiameseNetwork(Method):
         batch_size: pairs per training step with koch pairing, half same-class, half different (Koch: 128).
         distort: distort every training image by a random affine map (Koch's ranges).
         thicken: the probability that a training image's strokes are thickened by a random
-            amount (:func:`~fewshot.data.augment.random_thickening`), for robustness to stroke
-            width, as in transfer from Omniglot to MNIST; 0: never.
+            amount, for robustness to stroke width (as in transfer from Omniglot to MNIST); 0: never.
         pairing: koch: each anchor image with one same-class and one other-class partner (Koch's
             sampling, PairSampler); all: batches of P classes x K images in which every two images
             form a pair (AllPairsSampler). Either way the loss weighs same and different pairs equally.
