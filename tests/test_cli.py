@@ -40,6 +40,7 @@ def test_help_of_every_command(capsys):
         assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "--n-way" in out and "classes per training episode" in out and "--resume" in out
+    assert "defaults shown are the built-in ones" in " ".join(out.split())  # the YAML config may set others
 
 
 def test_train_resume_evaluate_and_plot(folder, tmp_path, capsys):

@@ -17,6 +17,8 @@ from typing import Any
 from fewshot.training.config import RunConfig
 
 NOT_FLAGS = {"method", "options", "encoder_options"}
+DEFAULTS_NOTE = ("The defaults shown are the built-in ones; the method's YAML config for the dataset "
+                 "(configs/METHOD_DATASET.yaml) may set others, and a flag overrides both.")
 
 
 def flag(name: str) -> str:
@@ -45,7 +47,7 @@ def _add(parser: argparse.ArgumentParser | Any, name: str, kind: Any, default: A
 
 def add_config_flags(parser: argparse.ArgumentParser) -> list[str]:
     """One flag per :class:`RunConfig` field; returns their ``dest`` names."""
-    group = parser.add_argument_group("run settings (override the YAML config)")
+    group = parser.add_argument_group("run settings (override the YAML config)", DEFAULTS_NOTE)
     names = []
     for f in dataclasses.fields(RunConfig):
         if f.name in NOT_FLAGS:
@@ -76,7 +78,7 @@ def docstring_args(obj: Any) -> dict[str, str]:
 
 def add_method_flags(parser: argparse.ArgumentParser, cls: type) -> list[str]:
     """One flag per keyword argument of the method's ``__init__`` (except ``encoder``)."""
-    group = parser.add_argument_group(f"{cls.name} options")
+    group = parser.add_argument_group(f"{cls.name} options", DEFAULTS_NOTE)
     helps = docstring_args(cls)
     hints = typing.get_type_hints(cls.__init__)
     names = []
