@@ -48,7 +48,8 @@ def main() -> None:
                         help="with --distort, distort only the episodes before this one; the rest are clean, as the "
                              "test images are (default: distort all)")
     parser.add_argument("--mirror-classes", action="store_true",
-                        help="also train on each class mirrored left to right, as a new class (fewshot train --mirror-classes)")
+                        help="also train on each class mirrored left to right, as a new class "
+                             "(fewshot train --mirror-classes)")
     parser.add_argument("--train-partition", default="train", choices=("train", "trainval"),
                         help="trainval: also train on the validation alphabets (then no validation)")
     parser.add_argument("--train-shot", type=int,

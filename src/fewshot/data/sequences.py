@@ -66,6 +66,13 @@ def instance_numbers(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     return counts.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
 
 
+def check_min_classes(min_classes: int | None, n_classes: int) -> None:
+    """Raise one clear error unless ``min_classes`` is ``None`` or an integer in ``1 .. n_classes``."""
+    if min_classes is not None and not (isinstance(min_classes, int) and 1 <= min_classes <= n_classes):
+        raise FewShotError(f"min_classes must be an integer from 1 to n_classes ({n_classes}), got {min_classes!r}; "
+                           f"or None for episodes of n_classes classes only")
+
+
 @dataclass(frozen=True)
 class SantoroAugmentation:
     """Santoro et al. (2016) augmentation, applied to whole batches of sequences.
@@ -139,9 +146,7 @@ class SequenceEpisodes:
         for value, what in ((n_classes, "n_classes"), (instances, "instances"), (batch_size, "batch_size")):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise FewShotError(f"sequence episodes: {what} must be a positive integer, got {value!r}")
-        if min_classes is not None and not (isinstance(min_classes, int) and 1 <= min_classes <= n_classes):
-            raise FewShotError(f"sequence episodes: min_classes must be an integer from 1 to n_classes ({n_classes}), "
-                               f"got {min_classes!r}; or None for episodes of n_classes classes only")
+        check_min_classes(min_classes, n_classes)
         if n_classes > dataset.num_classes:
             raise FewShotError(
                 f"episodes of {n_classes} classes need {n_classes} classes but {dataset.name} has "

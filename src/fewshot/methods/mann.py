@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewshot.data.dataset import ImageDataset
-from fewshot.data.sequences import SantoroAugmentation, SequenceBatch, SequenceEpisodes
+from fewshot.data.sequences import SantoroAugmentation, SequenceBatch, SequenceEpisodes, check_min_classes
 from fewshot.errors import FewShotError
 from fewshot.methods.base import BatchSource, Method
 from fewshot.methods.registry import METHODS
@@ -129,9 +129,7 @@ class MANN(Method):
                             (heads, "heads")):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise FewShotError(f"mann option {what} must be a positive integer, got {value!r}")
-        if min_classes is not None and not (isinstance(min_classes, int) and 1 <= min_classes <= n_classes):
-            raise FewShotError(f"mann option min_classes must be an integer from 1 to n_classes ({n_classes}), "
-                               f"got {min_classes!r}")
+        check_min_classes(min_classes, n_classes)
         try:
             self.memory = build_memory(memory, controller_size, slots, width, heads, gamma, shift_range)
         except ValueError as e:
