@@ -16,10 +16,12 @@ Everything else comes from ``configs/mann_omniglot.yaml`` (the paper's architect
 16 episodes, gradient clipping), except the optimizer: Adam at 1e-3 by default, as public
 reimplementations use, instead of the paper's RMSprop at 1e-4, whose ten times smaller steps
 suit a 100,000-episode run more than a one-hour one (``--optimizer rmsprop --lr 1e-4`` runs
-the paper's). ``--min-classes 5`` trains the 15-class models on a mix of 5- to 15-class
-episodes (ours, not the paper's: easier episodes to start from). Also reports training throughput
-(episodes per second, batch 16). Prints ONE JSON line;
-with ``--out DIR`` keeps the run directories and writes ``DIR/instances.{json,md,png}``.
+the paper's). The training loss is compiled, as the config says (``--no-compile``: eager steps);
+the compile, minutes at the start, counts in the budget. ``--lr-step N`` halves the learning rate
+every N steps. ``--min-classes 5`` trains the 15-class models on a mix of 5- to 15-class episodes
+(ours, not the paper's: easier episodes to start from). Also reports training throughput
+(episodes per second, batch 16). Prints ONE JSON line; with ``--out DIR`` keeps the run
+directories and writes ``DIR/instances.{json,md,png}``.
 
     FEWSHOT_DATA=data python benchmarks/mann_omniglot.py --minutes 60
 """
@@ -66,6 +68,11 @@ def main() -> None:
                         help="adam (default: fastest start within a CPU budget) or rmsprop (the paper's)")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3; the paper's "
                         "RMSprop used 1e-4)")
+    parser.add_argument("--lr-step", type=int, help="halve (--lr-gamma) the learning rate every LR_STEP steps "
+                        "(default: the config's, a constant rate)")
+    parser.add_argument("--lr-gamma", type=float, default=0.5, help="learning-rate decay factor with --lr-step")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="torch.compile the training loss (the config's default; --no-compile: eager steps)")
     parser.add_argument("--min-classes", type=int,
                         help="train the models of more classes on episodes of MIN_CLASSES .. their classes "
                              "(fewshot train mann --min-classes; ours, not the paper's); default: their classes only")
@@ -82,6 +89,8 @@ def main() -> None:
                 "dataset": "omniglot", "split": "lake", "data_dir": args.data_dir, "seed": args.seed,
                 "train_partition": "trainval", "val_every": 0, "steps": 10**9, "time_limit": args.minutes,
                 "checkpoint_every": 1000, "device": "cpu", "optimizer": args.optimizer, "lr": args.lr,
+                "compile": args.compile,
+                **({"lr_step": args.lr_step, "lr_gamma": args.lr_gamma} if args.lr_step else {}),
             }, option_overrides={**MODELS[name], "min_classes": mixed_in(args.min_classes, MODELS[name]["n_classes"])})
             data = data or load_data(config, ("trainval", "test"), progress=False)
             method = build_method(config, data["trainval"].image_shape)
@@ -114,7 +123,8 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "mann_omniglot", "minutes_per_model": args.minutes, "seed": args.seed,
         "test_episodes": args.episodes, "torch_threads": torch.get_num_threads(),
-        "optimizer": config.optimizer, "lr": config.lr, "batch_size": method.batch_size,
+        "optimizer": config.optimizer, "lr": config.lr, "lr_step": config.lr_step, "lr_gamma": config.lr_gamma,
+        "compile": config.compile, "batch_size": method.batch_size,
         "models": figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }))
 

@@ -199,7 +199,8 @@ def test_command_line_train_resume_evaluate_plot(tmp_path, monkeypatch, capsys):
     args = ["train", "mann", "--dataset", "folder", "--data-dir", str(tmp_path / "shapes"), "--split", "0-5/6-7/8-11",
             "--image-size", "8", "--encoder", "flatten", "--n-classes", "2", "--instances", "4", "--batch-size", "2",
             "--controller-size", "8", "--slots", "8", "--width", "4", "--heads", "2", "--steps", "4",
-            "--val-every", "2", "--val-episodes", "4", "--checkpoint-every", "2", "--out", str(run), "--no-progress"]
+            "--val-every", "2", "--val-episodes", "4", "--checkpoint-every", "2", "--no-compile", "--out", str(run),
+            "--no-progress"]
     assert main(args) == 0
     assert main([*args[:-3], "--steps", "6", "--out", str(run), "--resume", "--no-progress"]) == 0
     assert "6 steps" in capsys.readouterr().out

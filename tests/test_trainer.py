@@ -88,3 +88,17 @@ def test_corrupt_checkpoint_gives_one_clear_error(tmp_path):
 def test_impossible_validation_episodes_fail_before_training(tmp_path):
     with pytest.raises(FewShotError, match="need 16 images per class"):
         Trainer(build_method(config()), config(val_query=15), TRAIN, VAL, tmp_path, progress=False)
+
+
+def test_compiled_training_takes_the_same_steps_as_eager(tmp_path):
+    """``compile: true`` fuses kernels (float rounding may differ), not what is learned; here on a MANN,
+    the method it speeds up (a Python loop over time steps)."""
+    mann = dict(method="mann", encoder="flatten", val_every=0, grad_clip=10.0, options=dict(
+        n_classes=3, instances=2, batch_size=2, controller_size=8, slots=8, width=4, heads=2))
+    eager, _ = train(tmp_path / "eager", config(**mann))
+    compiled, _ = train(tmp_path / "compiled", config(**mann, compile=True))
+    for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-4), name
+    logs = [[r for r in records(tmp_path / run) if r["event"] == "train"] for run in ("eager", "compiled")]
+    assert [r["loss"] for r in logs[1]] == pytest.approx([r["loss"] for r in logs[0]], rel=1e-4)
+    assert {"acc_inst1", "acc_inst2"} <= set(logs[1][0])  # the method's other metrics are logged too

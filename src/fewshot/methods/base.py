@@ -47,8 +47,12 @@ class Method(nn.Module, ABC):
         """A function ``step -> batch`` drawing the training batches; batch ``i`` depends only on ``(seed, i)``."""
 
     @abstractmethod
-    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss on one batch (already on the model's device) and metrics such as ``accuracy``."""
+    def training_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss on one batch (already on the model's device) and metrics such as ``accuracy``.
+
+        Metrics are 0-d tensors, without gradient; the trainer reads them after the step, so a
+        compiled loss (``compile: true``) runs without a break for ``.item()``.
+        """
 
     @abstractmethod
     def scores(
@@ -105,6 +109,6 @@ def class_means(embeddings: torch.Tensor, labels: torch.Tensor, n_way: int) -> t
         return (one_hot.T @ embeddings.float()) / one_hot.sum(0).unsqueeze(-1)
 
 
-def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of rows whose highest score is at the true label."""
-    return (scores.argmax(-1) == labels).float().mean().item()
+def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows whose highest score is at the true label, as a 0-d tensor."""
+    return (scores.argmax(-1) == labels).float().mean()

@@ -239,15 +239,15 @@ class MANN(Method):
         """Episodes of this model's shape (``n_classes`` classes, ``instances`` each) from ``dataset``."""
         return SequenceEpisodes(dataset, self.n_classes, self.instances, batch_size, seed, augmentation, min_classes)
 
-    def training_loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.predict(batch)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten())
         correct = (logits.argmax(-1) == batch.labels).float()
-        metrics = {"accuracy": correct.mean().item()}
-        instances = batch.instances
+        metrics = {"accuracy": correct.mean()}
         for k in LOGGED_INSTANCES:
             if k <= self.instances:
-                metrics[f"acc_inst{k}"] = correct[instances == k].mean().item()
+                at_k = (batch.instances == k).float()
+                metrics[f"acc_inst{k}"] = (correct * at_k).sum() / at_k.sum()
         return loss, metrics
 
     def validation_accuracy(self, dataset: ImageDataset, n_way: int, k_shot: int, n_query: int, n_episodes: int,

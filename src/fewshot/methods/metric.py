@@ -99,7 +99,7 @@ class MetricLearning(Method):
         return PKSampler(dataset, self.classes_per_batch, self.images_per_class, seed,
                          min_classes=self.loss.min_classes).batch
 
-    def training_loss(self, batch: MetricBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(self, batch: MetricBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss on the batch's triplets (or mined ones); ``accuracy`` is the in-batch precision@1."""
         embeddings = self.encoder(batch.images).float()
         with torch.autocast(embeddings.device.type, enabled=False):  # distances in float32 even under bf16
@@ -108,7 +108,7 @@ class MetricLearning(Method):
                 triplets = self.miner(embeddings, batch.labels)
             loss = self.loss(embeddings, batch.labels, triplets)
             _, nearest = nearest_neighbours(embeddings.detach(), 1, self.distance)
-        return loss, {"accuracy": (batch.labels[nearest[:, 0]] == batch.labels).float().mean().item()}
+        return loss, {"accuracy": (batch.labels[nearest[:, 0]] == batch.labels).float().mean()}
 
     def scores(
         self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, n_way: int

@@ -70,7 +70,7 @@ class PrototypicalNetworks(Method):
         return EpisodeSampler(dataset, self.n_way, self.k_shot, self.n_query, steps, seed, distortion,
                               self.distort_until).episode
 
-    def training_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n_support = len(batch.support)
         embeddings = self.encoder(torch.cat([batch.support, batch.query]))
         scores = self.scores(embeddings[:n_support], batch.support_labels, embeddings[n_support:], batch.n_way)

@@ -238,14 +238,14 @@ class SiameseNetwork(Method):
             return AllPairsSampler(dataset, self.classes_per_batch, self.images_per_class, seed, distortion).batch
         return PairSampler(dataset, self.batch_size, seed, distortion).batch
 
-    def training_loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(self, batch: PairBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         scores = self.indexed_pair_scores(batch.images, batch.left, batch.right)
         if self.variant.loss == "contrastive":
             losses = contrastive_loss(-scores, batch.labels, self.margin, reduction="none")
         else:
             losses = F.binary_cross_entropy_with_logits(scores, batch.labels.to(scores.dtype), reduction="none")
         correct = ((scores > self.default_threshold) == (batch.labels > 0.5)).float()
-        metrics = {"accuracy": balanced_pair_mean(correct, batch.labels).item()}
+        metrics = {"accuracy": balanced_pair_mean(correct, batch.labels).detach()}
         if self.hard_negatives:
             keep = hardest_negatives(scores, batch) | (batch.labels > 0.5)
             losses, labels = losses[keep], batch.labels[keep]

@@ -75,6 +75,9 @@ class Trainer:
         self.optimizer = make_optimizer(method, config)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_step, config.lr_gamma)
         self.batches = method.training_batches(train_set, config.steps, config.seed)
+        self.training_loss = method.training_loss
+        if config.compile:
+            self.training_loss = torch.compile(method.training_loss, dynamic=False)
         self.step = 0
         self.best = -math.inf
         self.elapsed = 0.0
@@ -86,7 +89,7 @@ class Trainer:
             self._restore()
         cfg = self.config
         started = time.perf_counter() - self.elapsed
-        window: list[tuple[float, float]] = []
+        window: list[dict[str, float]] = []
         running: dict[str, float] = {}
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.method}", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
@@ -95,11 +98,12 @@ class Trainer:
             while self.step < cfg.steps:
                 if cfg.time_limit is not None and time.perf_counter() - started >= cfg.time_limit * 60:
                     break
-                loss, accuracy = self._train_step()
+                metrics = self._train_step()
                 self.step += 1
                 self.elapsed = time.perf_counter() - started
-                window.append((loss, accuracy))
-                for key, value in (("loss", loss), ("accuracy", accuracy)):
+                window.append(metrics)
+                for key in ("loss", "accuracy"):
+                    value = metrics[key]
                     running[key] = value if key not in running else 0.95 * running[key] + 0.05 * value
                 bar.update(1)
                 bar.set_postfix(loss=f"{running['loss']:.3f}", acc=f"{running['accuracy']:.3f}")
@@ -128,12 +132,12 @@ class Trainer:
         self._append({"event": "end", **summary})
         return summary
 
-    def _train_step(self) -> tuple[float, float]:
+    def _train_step(self) -> dict[str, float]:
         batch = self.batches(self.step).to(self.device)
         if self.config.channels_last:
             batch = _channels_last(batch)
         with autocast(self.config, self.device):
-            loss, metrics = self.method.training_loss(batch)
+            loss, metrics = self.training_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
@@ -144,7 +148,7 @@ class Trainer:
         if not math.isfinite(value):
             raise FloatingPointError(f"the loss became {value} at step {self.step}; lower the learning rate "
                                      "or set grad_clip, then resume from the last checkpoint")
-        return value, float(metrics.get("accuracy", math.nan))
+        return {"loss": value, "accuracy": math.nan, **{key: float(v) for key, v in metrics.items()}}
 
     def _validate(self) -> None:
         cfg = self.config
@@ -167,15 +171,13 @@ class Trainer:
     def _last_validated_at_current_step(self) -> bool:
         return bool(self.config.val_every) and self.step % self.config.val_every == 0 and self.step > 0
 
-    def _log_window(self, window: list[tuple[float, float]]) -> None:
+    def _log_window(self, window: list[dict[str, float]]) -> None:
+        """One log record: every training metric averaged over the steps since the last one."""
         if not window:
             return
-        self._append({
-            "event": "train", "step": self.step,
-            "loss": sum(w[0] for w in window) / len(window),
-            "accuracy": sum(w[1] for w in window) / len(window),
-            "lr": self.optimizer.param_groups[0]["lr"], "elapsed_s": round(self.elapsed, 1),
-        })
+        means = {key: sum(w[key] for w in window) / len(window) for key in window[0]}
+        self._append({"event": "train", "step": self.step, **means,
+                      "lr": self.optimizer.param_groups[0]["lr"], "elapsed_s": round(self.elapsed, 1)})
 
     def _append(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / METRICS_FILE, "a") as f:
