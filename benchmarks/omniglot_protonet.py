@@ -58,7 +58,9 @@ def main() -> None:
     parser.add_argument("--lr-step", type=int,
                         help="halve the learning rate every this many episodes (default: the config's 2,000, the "
                              "paper's; a longer budget in episodes may want a longer step)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (episodes and initial weights)")
+    parser.add_argument("--test-seed", type=int, default=0,
+                        help="seed of the test episodes: keep it to compare models of other training seeds")
     parser.add_argument("--out", default="runs/bench_protonet")
     parser.add_argument("--easyfsl-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -87,6 +89,7 @@ def main() -> None:
     atomic_write_text(out / CONFIG_FILE, config_yaml(config))
 
     figures: dict = {"benchmark": "omniglot_protonet", "split": args.split, "threads": args.threads,
+                     "seed": args.seed, "test_seed": args.test_seed,
                      "distort": args.distort, "distort_until": args.distort_until,
                      "mirror_classes": config.mirror_classes, "train_partition": args.train_partition,
                      "train_episodes": "{n_way}-way {k_shot}-shot {n_query}-query".format(**config.options),
@@ -105,7 +108,7 @@ def main() -> None:
         evaluator = Evaluator(model, data["test"], "cpu", progress=False, bf16=args.bf16)
         results[label] = {"minutes": round(summary["elapsed_s"] / 60, 2), "episodes": summary["step"],
                           "best_val": summary["best_val_accuracy"],
-                          **{f"{n}w{k}s": _acc(evaluator.evaluate(n, k, args.queries, args.episodes, args.seed))
+                          **{f"{n}w{k}s": _acc(evaluator.evaluate(n, k, args.queries, args.episodes, args.test_seed))
                              for n, k in SETTINGS}}
         print(json.dumps({label: results[label]}), file=sys.stderr, flush=True)
     figures["fewshot"] = results
@@ -132,7 +135,7 @@ def eval_speed(model, test_set, args) -> dict:
     for n, k in ((5, 1), (20, 1)):
         evaluator = Evaluator(model, test_set, "cpu", progress=False, bf16=args.bf16)
         start = time.perf_counter()
-        evaluator.evaluate(n, k, args.queries, args.episodes, args.seed)
+        evaluator.evaluate(n, k, args.queries, args.episodes, args.test_seed)
         speeds[f"{n}w{k}s"] = round(args.episodes / (time.perf_counter() - start), 1)
     return speeds
 
