@@ -245,7 +245,7 @@ class SiameseNetwork(Method):
         else:
             losses = F.binary_cross_entropy_with_logits(scores, batch.labels.to(scores.dtype), reduction="none")
         correct = ((scores > self.default_threshold) == (batch.labels > 0.5)).float()
-        metrics = {"accuracy": balanced_pair_mean(correct, batch.labels).detach()}
+        metrics = {"accuracy": balanced_pair_mean(correct, batch.labels)}
         if self.hard_negatives:
             keep = hardest_negatives(scores, batch) | (batch.labels > 0.5)
             losses, labels = losses[keep], batch.labels[keep]
