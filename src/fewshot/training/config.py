@@ -64,7 +64,7 @@ class RunConfig:
     bf16: bool = _opt(False, "bfloat16 autocast for the forward pass (CPUs with AVX-512 BF16, GPUs)")
     channels_last: bool = _opt(True, "channels-last memory format for conv encoders (same numbers, faster on CPUs)")
     compile: bool = _opt(False, "torch.compile the training loss: minutes to compile, then faster steps for "
-                                "recurrent nets (mann); no gain for conv encoders")
+                                "recurrent nets (mann); slower for conv encoders on a CPU")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,7 +1,8 @@
 """One trainer for every method: episodes or batches in, a trained model out.
 
-It runs Adam or RMSprop with step learning-rate decay, shows a progress bar with the
-running loss and accuracy, appends a JSON-lines metrics log, validates periodically
+It runs Adam or RMSprop with step learning-rate decay (on a compiled loss with
+``compile: true``), shows a progress bar with the running loss and accuracy, appends every
+training metric of the method to a JSON-lines log, validates periodically
 and keeps the best model, and writes atomic checkpoints from which ``--resume``
 continues a killed run exactly: batch ``i`` depends only on ``(seed, i)``, and the
 weights, optimizer, schedule and RNG state are restored.
