@@ -240,14 +240,15 @@ class MANN(Method):
         return SequenceEpisodes(dataset, self.n_classes, self.instances, batch_size, seed, augmentation, min_classes)
 
     def training_loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        from fewshot.evaluation.instances import accuracy_by_instance  # here: evaluation imports the methods
+
         logits = self.predict(batch)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten())
-        correct = (logits.argmax(-1) == batch.labels).float()
-        metrics = {"accuracy": correct.mean()}
+        metrics = {"accuracy": (logits.argmax(-1) == batch.labels).float().mean()}
+        by_instance = accuracy_by_instance(logits.detach(), batch.labels, self.instances).mean(0)
         for k in LOGGED_INSTANCES:
             if k <= self.instances:
-                at_k = (batch.instances == k).float()
-                metrics[f"acc_inst{k}"] = (correct * at_k).sum() / at_k.sum()
+                metrics[f"acc_inst{k}"] = by_instance[k - 1]
         return loss, metrics
 
     def validation_accuracy(self, dataset: ImageDataset, n_way: int, k_shot: int, n_query: int, n_episodes: int,
