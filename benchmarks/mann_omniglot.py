@@ -18,7 +18,8 @@ reimplementations use, instead of the paper's RMSprop at 1e-4, whose ten times s
 suit a 100,000-episode run more than a one-hour one (``--optimizer rmsprop --lr 1e-4`` runs
 the paper's). The training loss is compiled, as the config says (``--no-compile``: eager steps);
 the compile, minutes at the start, counts in the budget. ``--lr-step N`` halves the learning rate
-every N steps. ``--min-classes 5`` trains the 15-class models on a mix of 5- to 15-class episodes
+every N steps. ``--max-rotation`` / ``--max-shift`` change the per-image augmentation (0 turns it off;
+the whole-class rotations by multiples of 90 degrees stay). ``--min-classes 5`` trains the 15-class models on a mix of 5- to 15-class episodes
 (ours, not the paper's: easier episodes to start from). Also reports training throughput
 (episodes per second, batch 16). Prints ONE JSON line; with ``--out DIR`` keeps the run
 directories and writes ``DIR/instances.{json,md,png}``.
@@ -76,6 +77,10 @@ def main() -> None:
     parser.add_argument("--min-classes", type=int,
                         help="train the models of more classes on episodes of MIN_CLASSES .. their classes "
                              "(fewshot train mann --min-classes; ours, not the paper's); default: their classes only")
+    parser.add_argument("--max-rotation", type=float,
+                        help="largest per-image rotation of the augmentation, degrees (default: the config's, 10)")
+    parser.add_argument("--max-shift", type=float,
+                        help="largest per-image translation of the augmentation, pixels (default: the config's, 2)")
     parser.add_argument("--out", help="keep run directories and write the table and plot here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -91,7 +96,8 @@ def main() -> None:
                 "checkpoint_every": 1000, "device": "cpu", "optimizer": args.optimizer, "lr": args.lr,
                 "compile": args.compile,
                 **({"lr_step": args.lr_step, "lr_gamma": args.lr_gamma} if args.lr_step else {}),
-            }, option_overrides={**MODELS[name], "min_classes": mixed_in(args.min_classes, MODELS[name]["n_classes"])})
+            }, option_overrides={**MODELS[name], **augmentation(args),
+                                 "min_classes": mixed_in(args.min_classes, MODELS[name]["n_classes"])})
             data = data or load_data(config, ("trainval", "test"), progress=False)
             method = build_method(config, data["trainval"].image_shape)
             run_dir = out / "runs" / name
@@ -125,8 +131,14 @@ def main() -> None:
         "test_episodes": args.episodes, "torch_threads": torch.get_num_threads(),
         "optimizer": config.optimizer, "lr": config.lr, "lr_step": config.lr_step, "lr_gamma": config.lr_gamma,
         "compile": config.compile, "batch_size": method.batch_size,
+        "max_rotation": method.augmentation.max_rotation, "max_shift": method.augmentation.max_shift,
         "models": figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }))
+
+
+def augmentation(args: argparse.Namespace) -> dict[str, float]:
+    """The per-image augmentation options given on the command line (the rest come from the config)."""
+    return {k: v for k, v in {"max_rotation": args.max_rotation, "max_shift": args.max_shift}.items() if v is not None}
 
 
 def mixed_in(min_classes: int | None, n_classes: int) -> int | None:
