@@ -18,11 +18,12 @@ reimplementations use, instead of the paper's RMSprop at 1e-4, whose ten times s
 suit a 100,000-episode run more than a one-hour one (``--optimizer rmsprop --lr 1e-4`` runs
 the paper's). The training loss is compiled, as the config says (``--no-compile``: eager steps);
 the compile, minutes at the start, counts in the budget. ``--lr-step N`` halves the learning rate
-every N steps. ``--max-rotation`` / ``--max-shift`` change the per-image augmentation (0 turns it off;
-the whole-class rotations by multiples of 90 degrees stay). ``--min-classes 5`` trains the 15-class models on a mix of 5- to 15-class episodes
-(ours, not the paper's: easier episodes to start from). Also reports training throughput
-(episodes per second, batch 16). Prints ONE JSON line; with ``--out DIR`` keeps the run
-directories and writes ``DIR/instances.{json,md,png}``.
+every N steps. ``--write add`` makes the LRUA heads write separate add vectors instead of their
+keys. ``--max-rotation`` / ``--max-shift`` change the per-image augmentation (0 turns it off; the
+whole-class rotations by multiples of 90 degrees stay). ``--min-classes 5`` trains the 15-class
+models on a mix of 5- to 15-class episodes (ours, not the paper's: easier episodes to start from).
+Also reports training throughput (episodes per second, batch 16). Prints ONE JSON line; with
+``--out DIR`` keeps the run directories and writes ``DIR/instances.{json,md,png}``.
 
     FEWSHOT_DATA=data python benchmarks/mann_omniglot.py --minutes 60
 """
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--min-classes", type=int,
                         help="train the models of more classes on episodes of MIN_CLASSES .. their classes "
                              "(fewshot train mann --min-classes; ours, not the paper's); default: their classes only")
+    parser.add_argument("--write", choices=("key", "add"), default="key",
+                        help="what the LRUA heads write: key (the paper's eq. 23, default) or add (separate add vectors)")
     parser.add_argument("--max-rotation", type=float,
                         help="largest per-image rotation of the augmentation, degrees (default: the config's, 10)")
     parser.add_argument("--max-shift", type=float,
@@ -97,6 +100,7 @@ def main() -> None:
                 "compile": args.compile,
                 **({"lr_step": args.lr_step, "lr_gamma": args.lr_gamma} if args.lr_step else {}),
             }, option_overrides={**MODELS[name], **augmentation(args),
+                                 **({"write": args.write} if MODELS[name]["memory"] == "lrua" else {}),
                                  "min_classes": mixed_in(args.min_classes, MODELS[name]["n_classes"])})
             data = data or load_data(config, ("trainval", "test"), progress=False)
             method = build_method(config, data["trainval"].image_shape)
@@ -131,7 +135,7 @@ def main() -> None:
         "test_episodes": args.episodes, "torch_threads": torch.get_num_threads(),
         "optimizer": config.optimizer, "lr": config.lr, "lr_step": config.lr_step, "lr_gamma": config.lr_gamma,
         "compile": config.compile, "batch_size": method.batch_size,
-        "max_rotation": method.augmentation.max_rotation, "max_shift": method.augmentation.max_shift,
+        "write": args.write, "max_rotation": method.augmentation.max_rotation, "max_shift": method.augmentation.max_shift,
         "models": figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }))
 

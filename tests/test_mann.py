@@ -128,6 +128,15 @@ def test_scores_branch_each_query_from_the_support_state():
         model.scores(support, support_labels, query, 5)
 
 
+def test_write_option_is_for_lrua_and_checked_on_load():
+    with pytest.raises(FewShotError, match="write=add is for --memory lrua"):
+        small_mann("ntm", write="add")
+    add = small_mann("lrua", write="add")
+    assert add.memory.add_params is not None and small_mann("lrua").memory.add_params is None
+    with pytest.raises(FewShotError, match=r"write=add.*--write add"):
+        small_mann("lrua").load_state_dict(add.state_dict())
+
+
 def test_loading_weights_of_another_memory_names_both():
     lrua = small_mann("lrua")
     ntm = small_mann("ntm")

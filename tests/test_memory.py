@@ -102,6 +102,28 @@ def test_lrua_step_hand_worked():
     assert torch.allclose(r, read(new.read_weights, expected))
 
 
+def test_lrua_add_write_stores_the_add_vector_and_reads_with_the_key():
+    mem = LRUAMemory(controller_size=3, slots=3, width=2, heads=1, gamma=0.5, write="add")
+    set_head_bias(mem.head_params, [10.0, 0.0, -20.0])  # key ~ (1, 0); gate ~ 0: all to the least-used slot
+    set_head_bias(mem.add_params, [0.0, 10.0])  # add vector ~ (0, 1)
+    memory = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
+    state = MemoryState(memory, torch.zeros(1, 1, 3), torch.zeros(1, 1, 3), torch.tensor([[1.0, 2.0, 0.1]]))
+    r, new = mem(torch.zeros(1, 3), state)
+    add = torch.tanh(torch.tensor([0.0, 10.0]))
+    expected = memory.clone()
+    expected[0, 2] = (1 - torch.sigmoid(torch.tensor(-20.0))) * add  # slot 2 zeroed, then the add vector written
+    assert torch.allclose(new.memory, expected)
+    key = torch.tanh(torch.tensor([10.0, 0.0]))
+    assert torch.allclose(new.read_weights, torch.softmax(cosine_similarity(key.view(1, 1, 2), expected), -1))
+    assert new.read_weights[0, 0].argmax() == 0  # the key finds slot 0, not the slot just written
+    assert torch.allclose(r, read(new.read_weights, expected))
+
+
+def test_lrua_rejects_an_unknown_write():
+    with pytest.raises(ValueError, match="key, add"):
+        LRUAMemory(controller_size=4, slots=4, width=3, heads=1, write="value")
+
+
 def test_lrua_runs_from_initial_state_without_nans():
     mem = LRUAMemory(controller_size=8, slots=16, width=4, heads=3)
     state = mem.initial_state(5)

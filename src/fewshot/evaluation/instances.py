@@ -119,11 +119,12 @@ def evaluate_instances(
 
 
 def describe(method: Any) -> str:
-    """A short model name such as ``MANN (LRUA, LSTM)`` or ``LSTM``."""
+    """A short model name such as ``MANN (LRUA, LSTM)``, ``MANN (LRUA, LSTM, add vectors)`` or ``LSTM``."""
     controller = {"lstm": "LSTM", "feedforward": "feed-forward"}[method.controller_kind]
     if method.memory_kind == "none":
         return controller
-    return f"MANN ({method.memory_kind.upper()}, {controller})"
+    written = ", add vectors" if method.write == "add" else ""
+    return f"MANN ({method.memory_kind.upper()}, {controller}{written})"
 
 
 def markdown_table(results: list[InstanceAccuracy], columns: tuple[int, ...] = TABLE_INSTANCES) -> str:

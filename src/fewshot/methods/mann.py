@@ -25,7 +25,7 @@ from fewshot.methods.base import BatchSource, Method
 from fewshot.methods.registry import METHODS
 from fewshot.nets import flatten as _flatten  # noqa: F401  (registers the "flatten" encoder MANN uses)
 from fewshot.nets.controllers import build_controller
-from fewshot.nets.lrua import LRUAMemory
+from fewshot.nets.lrua import WRITES, LRUAMemory
 from fewshot.nets.memory import Memory, MemoryState
 from fewshot.nets.ntm import NTMMemory
 
@@ -81,6 +81,8 @@ class MANN(Method):
         width: size of a memory location.
         heads: read heads (LRUA: each also writes).
         gamma: LRUA usage decay.
+        write: what an LRUA head writes: ``key``, its read key (the paper's eq. 23), or ``add``,
+            a separate add vector, as the NTM writes.
         shift_range: NTM shifts ``-R .. R``.
         augment: Santoro's augmentation of training episodes (classes rotated by multiples of
             90 degrees, small random rotations and translations per image).
@@ -95,7 +97,8 @@ class MANN(Method):
 
     name = "mann"
     default_encoder = "flatten"
-    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"memory": MEMORIES, "controller": CONTROLLERS}
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"memory": MEMORIES, "controller": CONTROLLERS,
+                                                            "write": WRITES}
 
     def __init__(
         self,
@@ -111,6 +114,7 @@ class MANN(Method):
         width: int = 40,
         heads: int = 4,
         gamma: float = 0.95,
+        write: str = "key",
         shift_range: int = 1,
         augment: bool = True,
         max_rotation: float = 10.0,
@@ -130,14 +134,17 @@ class MANN(Method):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise FewShotError(f"mann option {what} must be a positive integer, got {value!r}")
         check_min_classes(min_classes, n_classes)
+        if write != "key" and memory != "lrua":
+            raise FewShotError(f"mann option write={write} is for --memory lrua (the NTM always writes add vectors); "
+                               f"leave it out with --memory {memory}")
         try:
-            self.memory = build_memory(memory, controller_size, slots, width, heads, gamma, shift_range)
+            self.memory = build_memory(memory, controller_size, slots, width, heads, gamma, shift_range, write)
         except ValueError as e:
             raise FewShotError(f"mann memory options: {e}") from None
         read_size = self.memory.read_size if self.memory is not None else 0
         self.controller = build_controller(controller, in_features + n_classes, read_size, controller_size)
         self.output = nn.Linear(controller_size + read_size, n_classes)
-        self.memory_kind, self.controller_kind = memory, controller
+        self.memory_kind, self.controller_kind, self.write = memory, controller, write
         self.n_classes, self.instances, self.batch_size = n_classes, instances, batch_size
         self.min_classes = min_classes
         self.augmentation = SantoroAugmentation(True, max_rotation, max_shift) if augment else None
@@ -145,6 +152,8 @@ class MANN(Method):
                     "controller_size": controller_size, "features": in_features}
         if memory != "none":
             settings.update(slots=slots, width=width, heads=heads)
+        if write != "key":
+            settings.update(write=write)
         self.settings = settings
         self.register_buffer("architecture", _encode(settings))
         self.register_load_state_dict_pre_hook(_check_architecture)
@@ -296,10 +305,10 @@ class MANN(Method):
 
 
 def build_memory(kind: str, controller_size: int, slots: int, width: int, heads: int, gamma: float,
-                 shift_range: int) -> Memory | None:
+                 shift_range: int, write: str) -> Memory | None:
     """The external memory called ``kind``: ``lrua``, ``ntm``, or ``none`` (no memory)."""
     if kind == "lrua":
-        return LRUAMemory(controller_size, slots, width, heads, gamma)
+        return LRUAMemory(controller_size, slots, width, heads, gamma, write)
     if kind == "ntm":
         return NTMMemory(controller_size, slots, width, heads, shift_range=shift_range)
     return None

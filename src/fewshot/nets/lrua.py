@@ -9,7 +9,8 @@ and a scalar gate ``alpha``. With ``n`` = number of heads, one step is:
   weights sum to the paper's n-hot ``w^lu_{t-1}``;
 - write weights (eq. 22): ``w^w_t = sigmoid(alpha) w^r_{t-1} + (1 - sigmoid(alpha)) w^lu_{t-1}``;
 - write: the single least-used slot is zeroed, then ``M_t(i) = M_{t-1}(i) + sum_h w^w_t(h, i) k_t(h)``
-  (eq. 23);
+  (eq. 23); with ``write="add"`` each head writes its own add vector ``a_t = tanh(W_a h_t + b_a)``
+  instead of its key, as the NTM does (not in the paper's equations; some reimplementations do it);
 - read (eqs. 17-19): ``w^r_t = softmax(cos(k_t, M_t))``, ``r_t = sum_i w^r_t(i) M_t(i)``;
 - usage (eq. 20): ``w^u_t = gamma w^u_{t-1} + sum_h w^r_t + sum_h w^w_t``.
 
@@ -25,6 +26,8 @@ from torch import nn
 
 from fewshot.nets.memory import INITIAL_VALUE, Memory, MemoryState, cosine_similarity, read
 
+WRITES = ("key", "add")
+
 
 class LRUAMemory(Memory):
     """Least recently used access memory (Santoro et al. 2016).
@@ -35,6 +38,8 @@ class LRUAMemory(Memory):
         width: size of each location M (paper: 40).
         heads: read heads, each with its own write weighting (paper: 4).
         gamma: usage decay (paper: 0.95).
+        write: what a head writes: ``key``, its read key ``k_t`` (paper, eq. 23), or ``add``, a
+            separate add vector ``a_t``, so that what is stored need not be what is looked up.
 
     Example:
         >>> memory = LRUAMemory(controller_size=200, slots=128, width=40, heads=4)
@@ -47,14 +52,17 @@ class LRUAMemory(Memory):
     kind = "lrua"
 
     def __init__(self, controller_size: int, slots: int = 128, width: int = 40, heads: int = 4,
-                 gamma: float = 0.95) -> None:
+                 gamma: float = 0.95, write: str = "key") -> None:
         super().__init__(controller_size, slots, width, heads)
         if heads > slots:
             raise ValueError(f"LRUA needs at least as many slots as heads, got {slots} slots and {heads} heads")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"usage decay gamma must lie in [0, 1], got {gamma}")
-        self.gamma = gamma
+        if write not in WRITES:
+            raise ValueError(f"LRUA write must be one of {', '.join(WRITES)}, got {write!r}")
+        self.gamma, self.write = gamma, write
         self.head_params = nn.Linear(controller_size, heads * (width + 1))
+        self.add_params = nn.Linear(controller_size, heads * width) if write == "add" else None
 
     def initial_state(self, batch: int, device: torch.device | str | None = None,
                       dtype: torch.dtype = torch.float32) -> MemoryState:
@@ -72,13 +80,14 @@ class LRUAMemory(Memory):
         gate = torch.sigmoid(params[..., self.width:])
         least_used = least_used_slots(state.usage, self.heads)
         write_weights = lrua_write_weights(gate, state.read_weights, least_used, self.slots)
-        memory = lrua_write(state.memory, least_used[:, 0], write_weights, keys)
+        added = keys if self.add_params is None else torch.tanh(self.add_params(h)).view_as(keys)
+        memory = lrua_write(state.memory, least_used[:, 0], write_weights, added)
         read_weights = torch.softmax(cosine_similarity(keys, memory), dim=-1)
         usage = self.gamma * state.usage + read_weights.sum(1) + write_weights.sum(1)
         return read(read_weights, memory), MemoryState(memory, read_weights, write_weights, usage)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, gamma={self.gamma}"
+        return f"{super().extra_repr()}, gamma={self.gamma}, write={self.write}"
 
 
 def least_used_slots(usage: torch.Tensor, n: int) -> torch.Tensor:
@@ -108,7 +117,7 @@ def lrua_write(memory: torch.Tensor, least_used: torch.Tensor, write_weights: to
         memory: ``M_{t-1} [batch, slots, width]``.
         least_used: ``[batch]`` index of the slot to clear.
         write_weights: ``[batch, heads, slots]``.
-        keys: ``[batch, heads, width]``.
+        keys: ``[batch, heads, width]`` vectors written: the read keys, or the add vectors (``write="add"``).
     """
     keep = torch.ones_like(memory[..., 0]).scatter_(1, least_used.unsqueeze(1), 0.0)
     return (memory * keep.unsqueeze(-1)).baddbmm_(write_weights.transpose(1, 2), keys)  # in place: no copy
