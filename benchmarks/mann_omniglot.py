@@ -19,7 +19,8 @@ suit a 100,000-episode run more than a one-hour one (``--optimizer rmsprop --lr 
 the paper's). The training loss is compiled, as the config says (``--no-compile``: eager steps);
 the compile, minutes at the start, counts in the budget. ``--lr-step N`` halves the learning rate
 every N steps. ``--write add`` makes the LRUA heads write separate add vectors instead of their
-keys. ``--max-rotation`` / ``--max-shift`` change the per-image augmentation (0 turns it off; the
+keys. ``--encoder conv4`` puts a Conv-4 before the controller instead of raw pixels (ours, not
+the paper's). ``--max-rotation`` / ``--max-shift`` change the per-image augmentation (0 turns it off; the
 whole-class rotations by multiples of 90 degrees stay). ``--min-classes 5`` trains the 15-class
 models on a mix of 5- to 15-class episodes (ours, not the paper's: easier episodes to start from).
 Also reports training throughput (episodes per second, batch 16). Prints ONE JSON line; with
@@ -80,6 +81,9 @@ def main() -> None:
                              "(fewshot train mann --min-classes; ours, not the paper's); default: their classes only")
     parser.add_argument("--write", choices=("key", "add"), default="key",
                         help="what the LRUA heads write: key (the paper's eq. 23, default) or add (separate add vectors)")
+    parser.add_argument("--encoder", choices=("flatten", "conv4"), default="flatten",
+                        help="image encoder before the controller: flatten (raw pixels, the paper's; default) or conv4")
+    parser.add_argument("--conv-channels", type=int, default=64, help="channels of each conv4 block (with --encoder conv4)")
     parser.add_argument("--max-rotation", type=float,
                         help="largest per-image rotation of the augmentation, degrees (default: the config's, 10)")
     parser.add_argument("--max-shift", type=float,
@@ -97,7 +101,8 @@ def main() -> None:
                 "dataset": "omniglot", "split": "lake", "data_dir": args.data_dir, "seed": args.seed,
                 "train_partition": "trainval", "val_every": 0, "steps": 10**9, "time_limit": args.minutes,
                 "checkpoint_every": 1000, "device": "cpu", "optimizer": args.optimizer, "lr": args.lr,
-                "compile": args.compile,
+                "compile": args.compile, "encoder": args.encoder,
+                "encoder_options": {"hidden": args.conv_channels} if args.encoder == "conv4" else {},
                 **({"lr_step": args.lr_step, "lr_gamma": args.lr_gamma} if args.lr_step else {}),
             }, option_overrides={**MODELS[name], **augmentation(args),
                                  **({"write": args.write} if MODELS[name]["memory"] == "lrua" else {}),
@@ -135,6 +140,7 @@ def main() -> None:
         "test_episodes": args.episodes, "torch_threads": torch.get_num_threads(),
         "optimizer": config.optimizer, "lr": config.lr, "lr_step": config.lr_step, "lr_gamma": config.lr_gamma,
         "compile": config.compile, "batch_size": method.batch_size,
+        "encoder": config.encoder, "encoder_options": config.encoder_options,
         "write": args.write, "max_rotation": method.augmentation.max_rotation, "max_shift": method.augmentation.max_shift,
         "models": figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }))
