@@ -40,6 +40,7 @@ import torch
 
 from fewshot.evaluation.instances import TABLE_INSTANCES, evaluate_instances, ordinal, save_results
 from fewshot.files import atomic_write_text
+from fewshot.nets.lrua import WRITES
 from fewshot.plots.instances import plot_instance_accuracy
 from fewshot.runs import CONFIG_FILE, build_method, config_yaml, load_data
 from fewshot.training.config import resolve_config
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--min-classes", type=int,
                         help="train the models of more classes on episodes of MIN_CLASSES .. their classes "
                              "(fewshot train mann --min-classes; ours, not the paper's); default: their classes only")
-    parser.add_argument("--write", choices=("key", "add"), default="key",
+    parser.add_argument("--write", choices=WRITES, default="key",
                         help="what the LRUA heads write: key (the paper's eq. 23, default) or add (separate add vectors)")
     parser.add_argument("--encoder", choices=("flatten", "conv4"), default="flatten",
                         help="image encoder before the controller: flatten (raw pixels, the paper's; default) or conv4")
