@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.sequences import SequenceEpisodes
 from fewshot.errors import FewShotError
-from fewshot.evaluation.instances import (accuracy_by_instance, evaluate_instances, load_results, markdown_table,
-                                         save_results)
+from fewshot.evaluation.instances import (accuracy_by_instance, describe, evaluate_instances, load_results,
+                                         markdown_table, save_results)
 from fewshot.methods import METHODS
 from fewshot.methods.mann import MANN
 from fewshot.nets.flatten import FlattenEncoder
@@ -135,6 +135,17 @@ def test_write_option_is_for_lrua_and_checked_on_load():
     assert add.memory.add_params is not None and small_mann("lrua").memory.add_params is None
     with pytest.raises(FewShotError, match=r"write=add.*--write add"):
         small_mann("lrua").load_state_dict(add.state_dict())
+
+
+def test_key_strength_option_is_for_lrua_and_checked_on_load():
+    with pytest.raises(FewShotError, match="key_strength is for --memory lrua"):
+        small_mann("ntm", key_strength=True)
+    sharp = small_mann("lrua", key_strength=True)
+    assert sharp.memory.key_strength and describe(sharp) == "MANN (LRUA, LSTM, key strength)"
+    with pytest.raises(FewShotError, match=r"key_strength=True.*\(--key-strength\)"):
+        small_mann("lrua").load_state_dict(sharp.state_dict())
+    with pytest.raises(FewShotError, match=r"\(--no-key-strength\)"):
+        sharp.load_state_dict(small_mann("lrua").state_dict())
 
 
 def test_loading_weights_of_another_memory_names_both():

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fewshot.nets.controllers import FeedForwardController, LSTMController
 from fewshot.nets.lrua import LRUAMemory, least_used_slots, lrua_write, lrua_write_weights
@@ -117,6 +118,24 @@ def test_lrua_add_write_stores_the_add_vector_and_reads_with_the_key():
     assert torch.allclose(new.read_weights, torch.softmax(cosine_similarity(key.view(1, 1, 2), expected), -1))
     assert new.read_weights[0, 0].argmax() == 0  # the key finds slot 0, not the slot just written
     assert torch.allclose(r, read(new.read_weights, expected))
+
+
+def test_lrua_key_strength_sharpens_the_read_towards_the_best_match():
+    memory = torch.tensor([[[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]])
+    state = MemoryState(memory, torch.zeros(1, 1, 3), torch.zeros(1, 1, 3), torch.tensor([[3.0, 2.0, 1.0]]))
+    reads = {}
+    for strength in (0.0, 20.0):  # raw beta: softplus(0) = log 2, softplus(20) ~ 20
+        mem = LRUAMemory(controller_size=3, slots=3, width=2, heads=1, gamma=0.5, key_strength=True)
+        set_head_bias(mem.head_params, [10.0, 0.0, 20.0, strength])  # key ~ (1, 0); gate ~ 1: no write
+        _, new = mem(torch.zeros(1, 3), state)
+        key = torch.tanh(torch.tensor([10.0, 0.0])).view(1, 1, 2)
+        beta = F.softplus(torch.tensor(strength))
+        assert torch.allclose(new.read_weights, torch.softmax(beta * cosine_similarity(key, new.memory), -1))
+        reads[strength] = new.read_weights[0, 0]
+    plain = LRUAMemory(controller_size=3, slots=3, width=2, heads=1, gamma=0.5)
+    assert plain.head_params.out_features == 3 and not plain.key_strength
+    assert torch.all(new.memory[0, 2] == 0)  # the least-used slot was cleared
+    assert reads[0.0].max() < 0.5 and reads[20.0][0] > 0.99  # log 2 barely focuses; 20 picks the match
 
 
 def test_lrua_rejects_an_unknown_write():

@@ -123,8 +123,8 @@ def describe(method: Any) -> str:
     controller = {"lstm": "LSTM", "feedforward": "feed-forward"}[method.controller_kind]
     if method.memory_kind == "none":
         return controller
-    written = ", add vectors" if method.write == "add" else ""
-    return f"MANN ({method.memory_kind.upper()}, {controller}{written})"
+    extras = (", add vectors" if method.write == "add" else "") + (", key strength" if method.key_strength else "")
+    return f"MANN ({method.memory_kind.upper()}, {controller}{extras})"
 
 
 def markdown_table(results: list[InstanceAccuracy], columns: tuple[int, ...] = TABLE_INSTANCES) -> str:

@@ -83,6 +83,8 @@ class MANN(Method):
         gamma: LRUA usage decay.
         write: what an LRUA head writes: ``key``, its read key (the paper's eq. 23), or ``add``,
             a separate add vector, as the NTM writes.
+        key_strength: give each LRUA read head a learned key strength that sharpens its reads,
+            as the NTM's heads have (the paper's LRUA has none).
         shift_range: NTM shifts ``-R .. R``.
         augment: Santoro's augmentation of training episodes (classes rotated by multiples of
             90 degrees, small random rotations and translations per image).
@@ -115,6 +117,7 @@ class MANN(Method):
         heads: int = 4,
         gamma: float = 0.95,
         write: str = "key",
+        key_strength: bool = False,
         shift_range: int = 1,
         augment: bool = True,
         max_rotation: float = 10.0,
@@ -137,14 +140,19 @@ class MANN(Method):
         if write != "key" and memory != "lrua":
             raise FewShotError(f"mann option write={write} is for --memory lrua (the NTM always writes add vectors); "
                                f"leave it out with --memory {memory}")
+        if key_strength and memory != "lrua":
+            raise FewShotError(f"mann option key_strength is for --memory lrua (NTM heads always have one); "
+                               f"leave it out with --memory {memory}")
         try:
-            self.memory = build_memory(memory, controller_size, slots, width, heads, gamma, shift_range, write)
+            self.memory = build_memory(memory, controller_size, slots, width, heads, gamma, shift_range, write,
+                                       key_strength)
         except ValueError as e:
             raise FewShotError(f"mann memory options: {e}") from None
         read_size = self.memory.read_size if self.memory is not None else 0
         self.controller = build_controller(controller, in_features + n_classes, read_size, controller_size)
         self.output = nn.Linear(controller_size + read_size, n_classes)
-        self.memory_kind, self.controller_kind, self.write = memory, controller, write
+        self.memory_kind, self.controller_kind = memory, controller
+        self.write, self.key_strength = write, key_strength
         self.n_classes, self.instances, self.batch_size = n_classes, instances, batch_size
         self.min_classes = min_classes
         self.augmentation = SantoroAugmentation(True, max_rotation, max_shift) if augment else None
@@ -154,6 +162,8 @@ class MANN(Method):
             settings.update(slots=slots, width=width, heads=heads)
         if write != "key":
             settings.update(write=write)
+        if key_strength:
+            settings.update(key_strength=True)
         self.settings = settings
         self.register_buffer("architecture", _encode(settings))
         self.register_load_state_dict_pre_hook(_check_architecture)
@@ -167,8 +177,8 @@ class MANN(Method):
         theirs = _decode(saved) if isinstance(saved, torch.Tensor) else None
         if theirs is None or theirs == self.settings:
             return
-        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in theirs.items()
-                         if k != "features" and self.settings.get(k) != v)
+        flags = " ".join([_flag(k, v) for k, v in theirs.items() if k != "features" and self.settings.get(k) != v]
+                         + [_flag(k, False) for k, v in self.settings.items() if v is True and k not in theirs])
         raise FewShotError(
             f"these weights are of a mann with {_describe(theirs)}, but the model they are loaded into has "
             f"{_describe(self.settings)}; build the model with the weights' settings ({flags})"
@@ -305,10 +315,10 @@ class MANN(Method):
 
 
 def build_memory(kind: str, controller_size: int, slots: int, width: int, heads: int, gamma: float,
-                 shift_range: int, write: str) -> Memory | None:
+                 shift_range: int, write: str, key_strength: bool) -> Memory | None:
     """The external memory called ``kind``: ``lrua``, ``ntm``, or ``none`` (no memory)."""
     if kind == "lrua":
-        return LRUAMemory(controller_size, slots, width, heads, gamma, write)
+        return LRUAMemory(controller_size, slots, width, heads, gamma, write, key_strength)
     if kind == "ntm":
         return NTMMemory(controller_size, slots, width, heads, shift_range=shift_range)
     return None
@@ -337,6 +347,14 @@ def _decode(buffer: torch.Tensor) -> dict[str, Any] | None:
         return json.loads(bytes(buffer[buffer != 0].tolist()).decode("ascii"))
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def _flag(name: str, value: Any) -> str:
+    """The command-line flag that sets option ``name`` to ``value``."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    return f"{flag} {value}"
 
 
 def _describe(settings: dict[str, Any]) -> str:

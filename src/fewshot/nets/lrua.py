@@ -11,7 +11,10 @@ and a scalar gate ``alpha``. With ``n`` = number of heads, one step is:
 - write: the single least-used slot is zeroed, then ``M_t(i) = M_{t-1}(i) + sum_h w^w_t(h, i) k_t(h)``
   (eq. 23); with ``write="add"`` each head writes its own add vector ``a_t = tanh(W_a h_t + b_a)``
   instead of its key, as the NTM does (not in the paper's equations; some reimplementations do it);
-- read (eqs. 17-19): ``w^r_t = softmax(cos(k_t, M_t))``, ``r_t = sum_i w^r_t(i) M_t(i)``;
+- read (eqs. 17-19): ``w^r_t = softmax(cos(k_t, M_t))``, ``r_t = sum_i w^r_t(i) M_t(i)``; with
+  ``key_strength=True`` each head also emits a key strength ``beta_t = softplus(.)`` and reads with
+  ``softmax(beta_t cos(k_t, M_t))``, as the NTM's content addressing does (not in the paper's
+  equations: without it a cosine in [-1, 1] can barely focus a softmax over 128 slots);
 - usage (eq. 20): ``w^u_t = gamma w^u_{t-1} + sum_h w^r_t + sum_h w^w_t``.
 
 Unlike the NTM there is no location-based addressing: a slot is found by its content
@@ -40,6 +43,8 @@ class LRUAMemory(Memory):
         gamma: usage decay (paper: 0.95).
         write: what a head writes: ``key``, its read key ``k_t`` (paper, eq. 23), or ``add``, a
             separate add vector ``a_t``, so that what is stored need not be what is looked up.
+        key_strength: give each read head a learned key strength ``beta_t`` that sharpens its
+            softmax over cosine similarities (the paper has none: ``beta_t = 1``).
 
     Example:
         >>> memory = LRUAMemory(controller_size=200, slots=128, width=40, heads=4)
@@ -52,7 +57,7 @@ class LRUAMemory(Memory):
     kind = "lrua"
 
     def __init__(self, controller_size: int, slots: int = 128, width: int = 40, heads: int = 4,
-                 gamma: float = 0.95, write: str = "key") -> None:
+                 gamma: float = 0.95, write: str = "key", key_strength: bool = False) -> None:
         super().__init__(controller_size, slots, width, heads)
         if heads > slots:
             raise ValueError(f"LRUA needs at least as many slots as heads, got {slots} slots and {heads} heads")
@@ -60,8 +65,8 @@ class LRUAMemory(Memory):
             raise ValueError(f"usage decay gamma must lie in [0, 1], got {gamma}")
         if write not in WRITES:
             raise ValueError(f"LRUA write must be one of {', '.join(WRITES)}, got {write!r}")
-        self.gamma, self.write = gamma, write
-        self.head_params = nn.Linear(controller_size, heads * (width + 1))
+        self.gamma, self.write, self.key_strength = gamma, write, key_strength
+        self.head_params = nn.Linear(controller_size, heads * (width + 1 + key_strength))
         self.add_params = nn.Linear(controller_size, heads * width) if write == "add" else None
 
     def initial_state(self, batch: int, device: torch.device | str | None = None,
@@ -75,19 +80,22 @@ class LRUAMemory(Memory):
         )
 
     def forward(self, h: torch.Tensor, state: MemoryState) -> tuple[torch.Tensor, MemoryState]:
-        params = self.head_params(h).view(-1, self.heads, self.width + 1)
+        params = self.head_params(h).view(-1, self.heads, self.width + 1 + self.key_strength)
         keys = torch.tanh(params[..., : self.width])
-        gate = torch.sigmoid(params[..., self.width:])
+        gate = torch.sigmoid(params[..., self.width: self.width + 1])
         least_used = least_used_slots(state.usage, self.heads)
         write_weights = lrua_write_weights(gate, state.read_weights, least_used, self.slots)
         added = keys if self.add_params is None else torch.tanh(self.add_params(h)).view_as(keys)
         memory = lrua_write(state.memory, least_used[:, 0], write_weights, added)
-        read_weights = torch.softmax(cosine_similarity(keys, memory), dim=-1)
+        similarity = cosine_similarity(keys, memory)
+        if self.key_strength:
+            similarity = F.softplus(params[..., self.width + 1:]) * similarity
+        read_weights = torch.softmax(similarity, dim=-1)
         usage = self.gamma * state.usage + read_weights.sum(1) + write_weights.sum(1)
         return read(read_weights, memory), MemoryState(memory, read_weights, write_weights, usage)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, gamma={self.gamma}, write={self.write}"
+        return f"{super().extra_repr()}, gamma={self.gamma}, write={self.write}, key_strength={self.key_strength}"
 
 
 def least_used_slots(usage: torch.Tensor, n: int) -> torch.Tensor:
