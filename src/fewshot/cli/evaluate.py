@@ -16,7 +16,7 @@ from fewshot.runs import EVALUATION_FILE, load_data, load_run
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="evaluate a trained run on N-way K-shot test episodes",
-        description="Mean accuracy and 95%% confidence interval (1.96 std / sqrt(n)) over a fixed, seeded list "
+        description="Mean accuracy and 95% confidence interval (1.96 std / sqrt(n)) over a fixed, seeded list "
                     "of episodes from the test classes; the same seed gives the same episodes for every model. "
                     "Results are printed and saved to RUN/evaluation.json.",
     )

@@ -110,7 +110,7 @@ def _memory(args: argparse.Namespace) -> int:
 def add_instances(plots: argparse._SubParsersAction) -> None:
     parser = plots.add_parser(
         "instances", help="accuracy by instance number of several mann runs, one line per model",
-        description="Draw the accuracy at the 1st, 2nd, ... appearance of a class, with 95%% confidence bands, of "
+        description="Draw the accuracy at the 1st, 2nd, ... appearance of a class, with 95% confidence bands, of "
                     "every model in SOURCE (a mann run directory after `fewshot evaluate`, or an instances.json "
                     "file), in one picture, and print their table.")
     parser.add_argument("sources", metavar="SOURCE", nargs="+")
