@@ -19,11 +19,12 @@ suit a 100,000-episode run more than a one-hour one (``--optimizer rmsprop --lr 
 the paper's). The training loss is compiled, as the config says (``--no-compile``: eager steps);
 the compile, minutes at the start, counts in the budget. ``--lr-step N`` halves the learning rate
 every N steps. ``--write add`` makes the LRUA heads write separate add vectors instead of their
-keys; ``--key-strength`` gives their reads a learned key strength, as NTM heads have; ``--slots N`` changes the memory
-size (paper: 128). ``--encoder conv4`` puts a Conv-4 before the controller instead of raw pixels (ours, not
-the paper's). ``--max-rotation`` / ``--max-shift`` change the per-image augmentation (0 turns it off; the
-whole-class rotations by multiples of 90 degrees stay). ``--min-classes 5`` trains the 15-class
-models on a mix of 5- to 15-class episodes (ours, not the paper's: easier episodes to start from).
+keys; ``--key-strength`` gives their reads a learned key strength, as NTM heads have; ``--slots N``
+changes the memory size (paper: 128). ``--encoder conv4`` puts a Conv-4 before the controller
+instead of raw pixels (ours, not the paper's). ``--max-rotation`` / ``--max-shift`` change the
+per-image augmentation (0 turns it off; the whole-class rotations by multiples of 90 degrees stay).
+``--min-classes 5`` trains the 15-class models on a mix of 5- to 15-class episodes (ours, not the
+paper's: easier episodes to start from).
 Also reports training throughput (episodes per second, batch 16). Prints ONE JSON line; with
 ``--out DIR`` keeps the run directories and writes ``DIR/instances.{json,md,png}``.
 
@@ -82,14 +83,16 @@ def main() -> None:
                         help="train the models of more classes on episodes of MIN_CLASSES .. their classes "
                              "(fewshot train mann --min-classes; ours, not the paper's); default: their classes only")
     parser.add_argument("--write", choices=WRITES, default="key",
-                        help="what the LRUA heads write: key (the paper's eq. 23, default) or add (separate add vectors)")
+                        help="what the LRUA heads write: key (the paper's eq. 23, default) or add (separate add "
+                             "vectors)")
     parser.add_argument("--key-strength", action="store_true",
                         help="give the LRUA read heads a learned key strength (sharper reads; not in the paper)")
     parser.add_argument("--slots", type=int, help="memory slots of the LRUA and NTM models (default: the config's, "
                         "128, the paper's)")
     parser.add_argument("--encoder", choices=("flatten", "conv4"), default="flatten",
                         help="image encoder before the controller: flatten (raw pixels, the paper's; default) or conv4")
-    parser.add_argument("--conv-channels", type=int, default=64, help="channels of each conv4 block (with --encoder conv4)")
+    parser.add_argument("--conv-channels", type=int, default=64,
+                        help="channels of each conv4 block (with --encoder conv4)")
     parser.add_argument("--max-rotation", type=float,
                         help="largest per-image rotation of the augmentation, degrees (default: the config's, 10)")
     parser.add_argument("--max-shift", type=float,
@@ -111,7 +114,8 @@ def main() -> None:
                 "encoder_options": {"hidden": args.conv_channels} if args.encoder == "conv4" else {},
                 **({"lr_step": args.lr_step, "lr_gamma": args.lr_gamma} if args.lr_step else {}),
             }, option_overrides={**MODELS[name], **augmentation(args),
-                                 **({"slots": args.slots} if args.slots and MODELS[name]["memory"] != "none" else {}),
+                                 **({"slots": args.slots}
+                                    if args.slots is not None and MODELS[name]["memory"] != "none" else {}),
                                  **({"write": args.write, "key_strength": args.key_strength}
                                     if MODELS[name]["memory"] == "lrua" else {}),
                                  "min_classes": mixed_in(args.min_classes, MODELS[name]["n_classes"])})
@@ -150,7 +154,8 @@ def main() -> None:
         "compile": config.compile, "batch_size": method.batch_size,
         "encoder": config.encoder, "encoder_options": config.encoder_options,
         "slots": getattr(method.memory, "slots", None),
-        "write": args.write, "key_strength": args.key_strength, "max_rotation": method.augmentation.max_rotation, "max_shift": method.augmentation.max_shift,
+        "write": args.write, "key_strength": args.key_strength,
+        "max_rotation": method.augmentation.max_rotation, "max_shift": method.augmentation.max_shift,
         "models": figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }))
 

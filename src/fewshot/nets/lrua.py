@@ -66,7 +66,8 @@ class LRUAMemory(Memory):
         if write not in WRITES:
             raise ValueError(f"LRUA write must be one of {', '.join(WRITES)}, got {write!r}")
         self.gamma, self.write, self.key_strength = gamma, write, key_strength
-        self.head_params = nn.Linear(controller_size, heads * (width + 1 + key_strength))
+        self.head_size = width + (2 if key_strength else 1)  # key, gate alpha[, key strength beta]
+        self.head_params = nn.Linear(controller_size, heads * self.head_size)
         self.add_params = nn.Linear(controller_size, heads * width) if write == "add" else None
 
     def initial_state(self, batch: int, device: torch.device | str | None = None,
@@ -80,7 +81,7 @@ class LRUAMemory(Memory):
         )
 
     def forward(self, h: torch.Tensor, state: MemoryState) -> tuple[torch.Tensor, MemoryState]:
-        params = self.head_params(h).view(-1, self.heads, self.width + 1 + self.key_strength)
+        params = self.head_params(h).view(-1, self.heads, self.head_size)
         keys = torch.tanh(params[..., : self.width])
         gate = torch.sigmoid(params[..., self.width: self.width + 1])
         least_used = least_used_slots(state.usage, self.heads)
