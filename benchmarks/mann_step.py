@@ -3,7 +3,8 @@
 For each memory (``lrua``, ``ntm``, ``none`` = the LSTM baseline) and each batch size, times
 building a batch of sequence episodes (Santoro's augmentation included) and one training
 step on it (forward, backward, Adam), with the architecture of ``configs/mann_omniglot.yaml``
-(LSTM of 200 units, 128 slots x 40, 4 heads, 20x20 images, 5 classes x 10 instances). The
+(LSTM of 200 units, 128 slots x 40, 4 heads, 20x20 images, 5 classes x 10 instances; ``--classes``
+changes the class count, and with it the episode length). The
 images are random: timing depends on shapes, not content, and no data set is needed.
 Reports the median over ``--repeats`` steps after one warm-up step, in milliseconds, and
 episodes per second of the whole step (batch + training). With ``--compile`` the loss is
@@ -12,6 +13,7 @@ is reported too. Prints ONE JSON line.
 
     python benchmarks/mann_step.py --threads 1
     python benchmarks/mann_step.py --threads 1 --batch-sizes 16 --compile
+    python benchmarks/mann_step.py --threads 1 --batch-sizes 16 --compile --classes 15 --memories ntm
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--memories", nargs="+", default=["lrua", "ntm", "none"])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--classes", type=int, default=5, help="classes per episode (10 instances each)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training loss")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -55,7 +58,7 @@ def main() -> None:
     results = {}
     for memory in args.memories:
         for batch_size in args.batch_sizes:
-            model = MANN(build_encoder("flatten", 1, 20), memory=memory, batch_size=batch_size)
+            model = MANN(build_encoder("flatten", 1, 20), memory=memory, n_classes=args.classes, batch_size=batch_size)
             optimizer = torch.optim.Adam(model.parameters(), 1e-3)
             episodes = model.sequence_episodes(dataset, 0, batch_size, model.augmentation)
             batch = episodes.batch(0)
@@ -79,6 +82,7 @@ def main() -> None:
             }
             print(f"{memory:>5} batch {batch_size:>4}: {results[f'{memory}/{batch_size}']}", flush=True)
     print(json.dumps({"benchmark": "mann_step", "threads": args.threads, "compile": args.compile,
+                      "classes": args.classes,
                       "torch": torch.__version__,
                       "machine": f"{platform.machine()}, {os.cpu_count()} cores", "results": results}))
 
