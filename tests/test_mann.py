@@ -135,6 +135,8 @@ def test_write_option_is_for_lrua_and_checked_on_load():
     assert add.memory.add_params is not None and small_mann("lrua").memory.add_params is None
     with pytest.raises(FewShotError, match=r"write=add.*--write add"):
         small_mann("lrua").load_state_dict(add.state_dict())
+    with pytest.raises(FewShotError, match=r"\(--write key\)"):
+        add.load_state_dict(small_mann("lrua").state_dict())
 
 
 def test_key_strength_option_is_for_lrua_and_checked_on_load():

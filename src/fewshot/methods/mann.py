@@ -33,6 +33,9 @@ MEMORIES = ("lrua", "ntm", "none")
 CONTROLLERS = ("lstm", "feedforward")
 LOGGED_INSTANCES = (1, 2, 3, 5, 10)
 ARCHITECTURE_BYTES = 256
+DEFAULT_SETTINGS = {"write": "key", "key_strength": False}
+"""LRUA options that the architecture record leaves out at these values, so weights saved before
+the options existed still load."""
 QUERY_BRANCHES = 2048  # query steps branched from post-support states per chunk in :meth:`MANN.scores`
 
 
@@ -160,10 +163,8 @@ class MANN(Method):
                     "controller_size": controller_size, "features": in_features}
         if memory != "none":
             settings.update(slots=slots, width=width, heads=heads)
-        if write != "key":
-            settings.update(write=write)
-        if key_strength:
-            settings.update(key_strength=True)
+        settings.update({k: v for k, v in {"write": write, "key_strength": key_strength}.items()
+                         if v != DEFAULT_SETTINGS[k]})
         self.settings = settings
         self.register_buffer("architecture", _encode(settings))
         self.register_load_state_dict_pre_hook(_check_architecture)
@@ -177,8 +178,8 @@ class MANN(Method):
         theirs = _decode(saved) if isinstance(saved, torch.Tensor) else None
         if theirs is None or theirs == self.settings:
             return
-        flags = " ".join([_flag(k, v) for k, v in theirs.items() if k != "features" and self.settings.get(k) != v]
-                         + [_flag(k, False) for k, v in self.settings.items() if v is True and k not in theirs])
+        mine, theirs_in_full = {**DEFAULT_SETTINGS, **self.settings}, {**DEFAULT_SETTINGS, **theirs}
+        flags = " ".join(_flag(k, v) for k, v in theirs_in_full.items() if k != "features" and mine.get(k) != v)
         raise FewShotError(
             f"these weights are of a mann with {_describe(theirs)}, but the model they are loaded into has "
             f"{_describe(self.settings)}; build the model with the weights' settings ({flags})"
