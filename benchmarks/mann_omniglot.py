@@ -24,7 +24,7 @@ changes the memory size (paper: 128). ``--encoder conv4`` puts a Conv-4 before t
 instead of raw pixels (ours, not the paper's). ``--max-rotation`` / ``--max-shift`` change the
 per-image augmentation (0 turns it off; the whole-class rotations by multiples of 90 degrees stay).
 ``--min-classes 5`` trains the 15-class models on a mix of 5- to 15-class episodes (ours, not the
-paper's: easier episodes to start from).
+paper's: easier episodes to start from); it needs ``--no-compile``, as a compiled loss fits one length.
 Also reports training throughput (episodes per second, batch 16). Prints ONE JSON line; with
 ``--out DIR`` keeps the run directories and writes ``DIR/instances.{json,md,png}``.
 

@@ -102,3 +102,12 @@ def test_compiled_training_takes_the_same_steps_as_eager(tmp_path):
     logs = [[r for r in records(tmp_path / run) if r["event"] == "train"] for run in ("eager", "compiled")]
     assert [r["loss"] for r in logs[1]] == pytest.approx([r["loss"] for r in logs[0]], rel=1e-4)
     assert {"acc_inst1", "acc_inst2"} <= set(logs[1][0])  # the method's other metrics are logged too
+
+
+def test_compile_is_refused_for_episodes_of_varying_length(tmp_path):
+    """With ``min_classes`` a MANN's episodes change length from batch to batch: one compile each."""
+    mann = dict(method="mann", encoder="flatten", val_every=0, options=dict(
+        n_classes=3, instances=2, batch_size=2, controller_size=8, slots=8, width=4, heads=2, min_classes=2))
+    with pytest.raises(FewShotError, match="min_classes=2 trains on episodes of 2 to 3 classes.*--no-compile"):
+        Trainer(build_method(config(**mann)), config(**mann, compile=True), TRAIN, None, tmp_path, progress=False)
+    Trainer(build_method(config(**mann)), config(**mann), TRAIN, None, tmp_path, progress=False)  # eager is fine

@@ -54,6 +54,13 @@ class Method(nn.Module, ABC):
         compiled loss (``compile: true``) runs without a break for ``.item()``.
         """
 
+    def check_compile(self) -> None:
+        """Raise :class:`~fewshot.errors.FewShotError` if ``compile: true`` cannot pay for this method's training batches.
+
+        The trainer compiles :meth:`training_loss` for one batch shape (``dynamic=False``); each new
+        shape is a new compile, minutes long. Methods whose batches change shape say so here.
+        """
+
     @abstractmethod
     def scores(
         self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, n_way: int

@@ -169,6 +169,15 @@ class MANN(Method):
         self.register_buffer("architecture", _encode(settings))
         self.register_load_state_dict_pre_hook(_check_architecture)
 
+    def check_compile(self) -> None:
+        """Refuse ``compile: true`` with ``min_classes``: every episode length would be its own compile."""
+        if self.min_classes is not None and self.min_classes < self.n_classes:
+            raise FewShotError(
+                f"compile: true compiles the training loss once per episode length, minutes each, but "
+                f"min_classes={self.min_classes} trains on episodes of {self.min_classes} to {self.n_classes} "
+                f"classes ({self.n_classes - self.min_classes + 1} lengths); pass --no-compile for eager steps, "
+                f"or leave out --min-classes")
+
     def check_state_dict(self, state_dict: dict[str, Any], prefix: str = "") -> None:
         """Refuse, naming both, weights of a mann with another memory, controller or size.
 

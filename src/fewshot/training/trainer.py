@@ -78,6 +78,7 @@ class Trainer:
         self.batches = method.training_batches(train_set, config.steps, config.seed)
         self.training_loss = method.training_loss
         if config.compile:
+            method.check_compile()
             self.training_loss = torch.compile(method.training_loss, dynamic=False)
         self.step = 0
         self.best = -math.inf
