@@ -17,6 +17,7 @@ from fewshot.methods.mann import MANN
 from fewshot.nets.flatten import FlattenEncoder
 from fewshot.plots.instances import plot_instance_accuracy
 from fewshot.plots.memory import plot_memory
+from fewshot.runs import MODEL_FILE
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -236,3 +237,8 @@ def test_command_line_train_resume_evaluate_plot(tmp_path, monkeypatch, capsys):
     assert Image.open(tmp_path / "i.png").size[0] > 300
     assert main([*args[:-3], "--memory", "ntm", "--steps", "8", "--out", str(run), "--resume", "--no-progress"]) == 2
     assert "memory" in capsys.readouterr().err
+    weights = (run / MODEL_FILE).read_bytes()
+    compiled = [*args[:-4], "--compile", "--min-classes", "1", "--overwrite", "--out", str(run), "--no-progress"]
+    assert main(compiled) == 2
+    assert "--no-compile" in capsys.readouterr().err
+    assert (run / MODEL_FILE).read_bytes() == weights  # refused before --overwrite removed the run

@@ -92,13 +92,14 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(config, (config.train_partition, "val"), progress=args.progress, download=args.download)
     train_set = training_set(config, data)
     method = build_method(config, train_set.image_shape)
+    trainer = Trainer(method, config, train_set, data.get("val"), out, device, args.progress)  # checks, writes nothing
     if not args.resume:
         new_run_dir(out, args.overwrite)
     atomic_write_text(out / CONFIG_FILE, config_yaml(config))
     print(f"training {config.method} on {train_set} -> {out} ({device})", file=sys.stderr)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        summary = Trainer(method, config, train_set, data.get("val"), out, device, args.progress).fit(args.resume)
+        summary = trainer.fit(args.resume)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if summary["interrupted"]:

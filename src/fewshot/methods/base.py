@@ -55,7 +55,7 @@ class Method(nn.Module, ABC):
         """
 
     def check_compile(self) -> None:
-        """Raise :class:`~fewshot.errors.FewShotError` if ``compile: true`` cannot pay for this method's training batches.
+        """Raise :class:`~fewshot.errors.FewShotError` if compiling :meth:`training_loss` cannot pay off.
 
         The trainer compiles :meth:`training_loss` for one batch shape (``dynamic=False``); each new
         shape is a new compile, minutes long. Methods whose batches change shape say so here.
