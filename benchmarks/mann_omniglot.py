@@ -45,7 +45,7 @@ from fewshot.files import atomic_write_text
 from fewshot.nets.lrua import WRITES
 from fewshot.plots.instances import plot_instance_accuracy
 from fewshot.runs import CONFIG_FILE, build_method, config_yaml, load_data
-from fewshot.training.config import resolve_config
+from fewshot.training.config import RunConfig, resolve_config
 from fewshot.training.trainer import Trainer
 
 MODELS = {  # name -> mann options
@@ -104,28 +104,17 @@ def main() -> None:
     figures, results = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
-        data = None
-        for name in args.models:
-            config = resolve_config("mann", overrides={
-                "dataset": "omniglot", "split": "lake", "data_dir": args.data_dir, "seed": args.seed,
-                "train_partition": "trainval", "val_every": 0, "steps": 10**9, "time_limit": args.minutes,
-                "checkpoint_every": 1000, "device": "cpu", "optimizer": args.optimizer, "lr": args.lr,
-                "compile": args.compile, "encoder": args.encoder,
-                "encoder_options": {"hidden": args.conv_channels} if args.encoder == "conv4" else {},
-                **({"lr_step": args.lr_step, "lr_gamma": args.lr_gamma} if args.lr_step else {}),
-            }, option_overrides={**MODELS[name], **augmentation(args),
-                                 **({"slots": args.slots}
-                                    if args.slots is not None and MODELS[name]["memory"] != "none" else {}),
-                                 **({"write": args.write, "key_strength": args.key_strength}
-                                    if MODELS[name]["memory"] == "lrua" else {}),
-                                 "min_classes": mixed_in(args.min_classes, MODELS[name]["n_classes"])})
-            data = data or load_data(config, ("trainval", "test"), progress=False)
-            method = build_method(config, data["trainval"].image_shape)
-            run_dir = out / "runs" / name
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / CONFIG_FILE, config_yaml(config))  # so `fewshot evaluate RUN` works
+        configs = {name: model_config(name, args) for name in args.models}
+        data = load_data(configs[args.models[0]], ("trainval", "test"), progress=False)
+        trainers = {name: Trainer(build_method(config, data["trainval"].image_shape), config, data["trainval"], None,
+                                  out / "runs" / name, progress=False)
+                    for name, config in configs.items()}  # every model's checks pass before the first hour starts
+        for name, trainer in trainers.items():
+            method, config = trainer.method, configs[name]
+            trainer.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(trainer.run_dir / CONFIG_FILE, config_yaml(config))  # so `fewshot evaluate RUN` works
             cpu = time.process_time()
-            summary = Trainer(method, config, data["trainval"], None, run_dir, progress=False).fit()
+            summary = trainer.fit()
             cpu = time.process_time() - cpu
             result = evaluate_instances(method, data["test"], n_episodes=args.episodes, seed=args.seed, progress=False)
             results.append(result)
@@ -158,6 +147,23 @@ def main() -> None:
         "max_rotation": method.augmentation.max_rotation, "max_shift": method.augmentation.max_shift,
         "models": figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }))
+
+
+def model_config(name: str, args: argparse.Namespace) -> RunConfig:
+    """The run config of model ``name``: ``configs/mann_omniglot.yaml`` with the benchmark's options."""
+    return resolve_config("mann", overrides={
+        "dataset": "omniglot", "split": "lake", "data_dir": args.data_dir, "seed": args.seed,
+        "train_partition": "trainval", "val_every": 0, "steps": 10**9, "time_limit": args.minutes,
+        "checkpoint_every": 1000, "device": "cpu", "optimizer": args.optimizer, "lr": args.lr,
+        "compile": args.compile, "encoder": args.encoder,
+        "encoder_options": {"hidden": args.conv_channels} if args.encoder == "conv4" else {},
+        **({"lr_step": args.lr_step, "lr_gamma": args.lr_gamma} if args.lr_step else {}),
+    }, option_overrides={**MODELS[name], **augmentation(args),
+                         **({"slots": args.slots}
+                            if args.slots is not None and MODELS[name]["memory"] != "none" else {}),
+                         **({"write": args.write, "key_strength": args.key_strength}
+                            if MODELS[name]["memory"] == "lrua" else {}),
+                         "min_classes": mixed_in(args.min_classes, MODELS[name]["n_classes"])})
 
 
 def augmentation(args: argparse.Namespace) -> dict[str, float]:
