@@ -97,6 +97,9 @@ def main() -> None:
                         help="largest per-image rotation of the augmentation, degrees (default: the config's, 10)")
     parser.add_argument("--max-shift", type=float,
                         help="largest per-image translation of the augmentation, pixels (default: the config's, 2)")
+    parser.add_argument("--ema-decay", type=float,
+                        help="test an exponential moving average of the weights with this decay (e.g. 0.9995); "
+                             "the last weights are tested too, on the same episodes")
     parser.add_argument("--out", help="keep run directories and write the table and plot here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -110,12 +113,13 @@ def main() -> None:
                                   out / "runs" / name, progress=False)
                     for name, config in configs.items()}  # every model's checks pass before the first hour starts
         for name, trainer in trainers.items():
-            method, config = trainer.method, configs[name]
+            config = configs[name]
             trainer.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(trainer.run_dir / CONFIG_FILE, config_yaml(config))  # so `fewshot evaluate RUN` works
             cpu = time.process_time()
             summary = trainer.fit()
             cpu = time.process_time() - cpu
+            method = trainer.trained_method
             result = evaluate_instances(method, data["test"], n_episodes=args.episodes, seed=args.seed, progress=False)
             results.append(result)
             episodes = summary["step"] * method.batch_size
@@ -130,6 +134,13 @@ def main() -> None:
                 "paper": PAPER[name],
                 "test_episodes_per_s": round(result.episodes_per_second, 1),
             }
+            if trainer.average is not None:
+                last = evaluate_instances(trainer.method, data["test"], n_episodes=args.episodes, seed=args.seed,
+                                          progress=False)
+                figures[name]["last_weights"] = {
+                    "accuracy": {ordinal(k): round(last.at(k)[0], 4) for k in TABLE_INSTANCES},
+                    "ci95": {ordinal(k): round(last.at(k)[1], 4) for k in TABLE_INSTANCES},
+                }
             if name in TARGETS:
                 figures[name]["targets"] = TARGETS[name]
                 figures[name]["targets_met"] = all(result.at(int(k[:-2]))[0] >= v for k, v in TARGETS[name].items())
@@ -143,7 +154,7 @@ def main() -> None:
         "compile": config.compile, "batch_size": method.batch_size,
         "encoder": config.encoder, "encoder_options": config.encoder_options,
         "slots": getattr(method.memory, "slots", None),
-        "write": args.write, "key_strength": args.key_strength,
+        "write": args.write, "key_strength": args.key_strength, "ema_decay": config.ema_decay,
         "max_rotation": method.augmentation.max_rotation, "max_shift": method.augmentation.max_shift,
         "models": figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }))
@@ -155,7 +166,7 @@ def model_config(name: str, args: argparse.Namespace) -> RunConfig:
         "dataset": "omniglot", "split": "lake", "data_dir": args.data_dir, "seed": args.seed,
         "train_partition": "trainval", "val_every": 0, "steps": 10**9, "time_limit": args.minutes,
         "checkpoint_every": 1000, "device": "cpu", "optimizer": args.optimizer, "lr": args.lr,
-        "compile": args.compile, "encoder": args.encoder,
+        "compile": args.compile, "encoder": args.encoder, "ema_decay": args.ema_decay,
         "encoder_options": {"hidden": args.conv_channels} if args.encoder == "conv4" else {},
         **({"lr_step": args.lr_step, "lr_gamma": args.lr_gamma} if args.lr_step else {}),
     }, option_overrides={**MODELS[name], **augmentation(args),

@@ -51,6 +51,8 @@ class RunConfig:
     lr_gamma: float = _opt(0.5, "learning-rate decay factor")
     weight_decay: float = _opt(0.0, "L2 weight decay")
     grad_clip: float | None = _opt(None, "clip the gradient norm to this value")
+    ema_decay: float | None = _opt(None, "keep an exponential moving average of the weights with this decay "
+                                         "(e.g. 0.9995); it is what is validated and saved")
     val_every: int = _opt(500, "validate every this many steps (0: never)")
     val_way: int = _opt(5, "classes per validation episode")
     val_shot: int = _opt(1, "support examples per class in validation episodes")
@@ -91,6 +93,9 @@ class RunConfig:
                 raise FewShotError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise FewShotError(f"lr must be positive, got {self.lr}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise FewShotError(f"ema_decay must be between 0 and 1 (e.g. 0.9995), got {self.ema_decay}; "
+                               "leave it out to save the trained weights as they are")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -5,11 +5,14 @@ It runs Adam or RMSprop with step learning-rate decay (on a compiled loss with
 training metric of the method to a JSON-lines log, validates periodically
 and keeps the best model, and writes atomic checkpoints from which ``--resume``
 continues a killed run exactly: batch ``i`` depends only on ``(seed, i)``, and the
-weights, optimizer, schedule and RNG state are restored.
+weights, optimizer, schedule and RNG state are restored. With ``ema_decay`` it also keeps an
+exponential moving average of the weights (Polyak and Juditsky 1992), which is what it
+validates and saves.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import time
@@ -76,6 +79,7 @@ class Trainer:
         self.optimizer = make_optimizer(method, config)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_step, config.lr_gamma)
         self.batches = method.training_batches(train_set, config.steps, config.seed)
+        self.average = WeightAverage(self.method, config.ema_decay) if config.ema_decay else None
         self.training_loss = method.training_loss
         if config.compile:
             method.check_compile()
@@ -126,7 +130,7 @@ class Trainer:
             if not self._last_validated_at_current_step():
                 self._validate()
         if self.val_set is None or not cfg.val_every:
-            save_weights(self.method, self.run_dir / MODEL_FILE)
+            save_weights(self.trained_method, self.run_dir / MODEL_FILE)
         self._checkpoint()
         summary = {"step": self.step, "steps": cfg.steps, "elapsed_s": round(self.elapsed, 1),
                    "best_val_accuracy": None if self.best == -math.inf else self.best,
@@ -146,17 +150,24 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
+        if self.average is not None:
+            self.average.update(self.step)
         value = loss.item()
         if not math.isfinite(value):
             raise FloatingPointError(f"the loss became {value} at step {self.step}; lower the learning rate "
                                      "or set grad_clip, then resume from the last checkpoint")
         return {"loss": value, "accuracy": math.nan, **{key: float(v) for key, v in metrics.items()}}
 
+    @property
+    def trained_method(self) -> Method:
+        """The model training produced: the weight average with ``ema_decay``, else the method itself."""
+        return self.method if self.average is None else self.average.method
+
     def _validate(self) -> None:
         cfg = self.config
         if self.val_set is None:
             return
-        accuracy = self.method.validation_accuracy(
+        accuracy = self.trained_method.validation_accuracy(
             self.val_set, n_way=cfg.val_way, k_shot=cfg.val_shot, n_query=cfg.val_query,
             n_episodes=cfg.val_episodes, seed=cfg.seed,
         )
@@ -164,7 +175,7 @@ class Trainer:
         improved = accuracy > self.best
         if improved:
             self.best = accuracy
-            save_weights(self.method, self.run_dir / MODEL_FILE)
+            save_weights(self.trained_method, self.run_dir / MODEL_FILE)
         self._append({"event": "validation", "step": self.step, "val_accuracy": accuracy,
                       "best": self.best, "elapsed_s": round(self.elapsed, 1)})
         if self.progress:
@@ -194,6 +205,7 @@ class Trainer:
             "best": self.best,
             "elapsed": self.elapsed,
             "rng": torch.get_rng_state(),
+            **({} if self.average is None else {"average": self.average.method.state_dict()}),
         })
 
     def _restore(self) -> None:
@@ -201,6 +213,8 @@ class Trainer:
         self.method.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.average is not None:
+            self.average.method.load_state_dict(state["average"])
         self.step, self.best, self.elapsed = int(state["step"]), float(state["best"]), float(state["elapsed"])
         torch.set_rng_state(state["rng"])
         self._truncate_log()
@@ -219,6 +233,34 @@ class Trainer:
             if record.get("event") != "end" and record.get("step", 0) <= self.step:
                 kept.append(line + "\n")
         atomic_write_text(path, "".join(kept))
+
+
+class WeightAverage:
+    """An exponential moving average of a method's weights and buffers, updated after each step.
+
+    The decay warms up as ``min(decay, (1 + step) / (10 + step))``, so early steps are not
+    dominated by the initial weights. Buffers that are not floating point are copied.
+
+    Example:
+        >>> average = WeightAverage(method, decay=0.9995)
+        >>> average.update(step)  # after each optimizer step; average.method is the averaged model
+    """
+
+    def __init__(self, method: Method, decay: float) -> None:
+        self.method = copy.deepcopy(method).eval().requires_grad_(False)
+        self.decay = decay
+        pairs = list(zip(self.method.state_dict().values(), method.state_dict().values()))
+        self._floats = [(a, m) for a, m in pairs if a.is_floating_point()]
+        self._others = [(a, m) for a, m in pairs if not a.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        weight = 1 - min(self.decay, (1 + step) / (10 + step))
+        if self._floats:
+            averaged, current = zip(*self._floats)
+            torch._foreach_lerp_(list(averaged), list(current), weight)
+        for averaged, current in self._others:
+            averaged.copy_(current)
 
 
 def _channels_last(batch: Any) -> Any:
