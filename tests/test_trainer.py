@@ -8,7 +8,7 @@ from fewshot.errors import FewShotError
 from fewshot.runs import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, build_method, load_weights
 from fewshot.training.checkpoint import load_checkpoint
 from fewshot.training.config import RunConfig
-from fewshot.training.trainer import Trainer
+from fewshot.training.trainer import Trainer, WeightAverage
 
 DATA = make_dataset(n_classes=16, per_class=8, size=16, seed=2)
 TRAIN, VAL = DATA.subset(range(10)), DATA.subset(range(10, 16))
@@ -62,6 +62,45 @@ def test_learning_rate_decays_in_steps(tmp_path):
     train(tmp_path, config(lr_step=2, lr_gamma=0.5, steps=10, val_every=0))
     lr = {r["step"]: r["lr"] for r in records(tmp_path) if r["event"] == "train"}
     assert lr[10] == pytest.approx(1e-3 * 0.5 ** 5)
+
+
+def test_weight_average_is_an_exponential_moving_average_with_warm_up():
+    method = build_method(config())  # conv4: parameters, float buffers and an integer step count
+    average = WeightAverage(method, decay=0.9)
+    first = {k: v.clone() for k, v in method.state_dict().items()}
+    with torch.no_grad():
+        for value in method.state_dict().values():
+            value.add_(1)
+    average.update(step=100)  # decay min(0.9, 101 / 110) = 0.9
+    for name, value in average.method.state_dict().items():
+        expected = first[name] + 1 if not value.is_floating_point() else first[name] + 0.1
+        assert torch.allclose(value, expected), name
+    average.update(step=0)  # warm-up: decay 1 / 10, so the average moves 90% of the way
+    weight = next(n for n in first if n.endswith("weight"))
+    assert torch.allclose(average.method.state_dict()[weight], first[weight] + 0.1 + 0.9 * 0.9)
+
+
+def test_ema_decay_saves_the_average_and_resumes_it_exactly(tmp_path):
+    cfg = dict(val_every=0, ema_decay=0.8)
+    full, _ = train(tmp_path / "full", config(**cfg))
+    state = load_checkpoint(tmp_path / "full" / CHECKPOINT_FILE)
+    saved = build_method(config(**cfg))
+    load_weights(saved, tmp_path / "full" / MODEL_FILE, config(**cfg))
+    for name, value in saved.state_dict().items():
+        assert torch.equal(value, state["average"][name]), name
+    assert any(not torch.equal(state["average"][n], v) for n, v in full.state_dict().items())
+    (tmp_path / "part").mkdir()
+    train(tmp_path / "part", config(**cfg, steps=3))
+    train(tmp_path / "part", config(**cfg), resume=True)
+    resumed = load_checkpoint(tmp_path / "part" / CHECKPOINT_FILE)["average"]
+    for name, value in state["average"].items():
+        assert torch.allclose(value.float(), resumed[name].float(), atol=1e-6), name
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0, -0.5])
+def test_impossible_ema_decay_is_refused(decay):
+    with pytest.raises(FewShotError, match="ema_decay must be between 0 and 1"):
+        RunConfig.from_dict({"ema_decay": decay})
 
 
 def test_time_limit_stops_training_and_leaves_a_resumable_checkpoint(tmp_path):
