@@ -249,18 +249,16 @@ class WeightAverage:
     def __init__(self, method: Method, decay: float) -> None:
         self.method = copy.deepcopy(method).eval().requires_grad_(False)
         self.decay = decay
-        pairs = list(zip(self.method.state_dict().values(), method.state_dict().values()))
-        self._floats = [(a, m) for a, m in pairs if a.is_floating_point()]
-        self._others = [(a, m) for a, m in pairs if not a.is_floating_point()]
+        self._pairs = list(zip(self.method.state_dict().values(), method.state_dict().values()))
 
     @torch.no_grad()
     def update(self, step: int) -> None:
         weight = 1 - min(self.decay, (1 + step) / (10 + step))
-        if self._floats:
-            averaged, current = zip(*self._floats)
-            torch._foreach_lerp_(list(averaged), list(current), weight)
-        for averaged, current in self._others:
-            averaged.copy_(current)
+        for averaged, current in self._pairs:
+            if averaged.is_floating_point():
+                averaged.lerp_(current, weight)
+            else:
+                averaged.copy_(current)
 
 
 def _channels_last(batch: Any) -> Any:
