@@ -44,7 +44,7 @@ from fewshot.evaluation.instances import TABLE_INSTANCES, evaluate_instances, or
 from fewshot.files import atomic_write_text
 from fewshot.nets.lrua import WRITES
 from fewshot.plots.instances import plot_instance_accuracy
-from fewshot.runs import CONFIG_FILE, build_method, config_yaml, load_data
+from fewshot.runs import CONFIG_FILE, build_method, config_yaml, load_data, training_set
 from fewshot.training.config import RunConfig, resolve_config
 from fewshot.training.trainer import Trainer
 
@@ -97,6 +97,8 @@ def main() -> None:
                         help="largest per-image rotation of the augmentation, degrees (default: the config's, 10)")
     parser.add_argument("--max-shift", type=float,
                         help="largest per-image translation of the augmentation, pixels (default: the config's, 2)")
+    parser.add_argument("--mirror-classes", action="store_true",
+                        help="add each training character mirrored left to right as a new class (not in the paper)")
     parser.add_argument("--ema-decay", type=float,
                         help="test an exponential moving average of the weights with this decay (e.g. 0.9995); "
                              "the last weights are tested too, on the same episodes")
@@ -109,7 +111,8 @@ def main() -> None:
         out = Path(args.out or tmp)
         configs = {name: model_config(name, args) for name in args.models}
         data = load_data(configs[args.models[0]], ("trainval", "test"), progress=False)
-        trainers = {name: Trainer(build_method(config, data["trainval"].image_shape), config, data["trainval"], None,
+        train_set = training_set(configs[args.models[0]], data)
+        trainers = {name: Trainer(build_method(config, train_set.image_shape), config, train_set, None,
                                   out / "runs" / name, progress=False)
                     for name, config in configs.items()}  # every model's checks pass before the first hour starts
         for name, trainer in trainers.items():
@@ -155,6 +158,7 @@ def main() -> None:
         "encoder": config.encoder, "encoder_options": config.encoder_options,
         "slots": getattr(method.memory, "slots", None),
         "write": args.write, "key_strength": args.key_strength, "ema_decay": config.ema_decay,
+        "mirror_classes": config.mirror_classes, "training_classes": train_set.num_classes,
         "max_rotation": method.augmentation.max_rotation, "max_shift": method.augmentation.max_shift,
         "models": figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }))
@@ -167,6 +171,7 @@ def model_config(name: str, args: argparse.Namespace) -> RunConfig:
         "train_partition": "trainval", "val_every": 0, "steps": 10**9, "time_limit": args.minutes,
         "checkpoint_every": 1000, "device": "cpu", "optimizer": args.optimizer, "lr": args.lr,
         "compile": args.compile, "encoder": args.encoder, "ema_decay": args.ema_decay,
+        "mirror_classes": args.mirror_classes,
         "encoder_options": {"hidden": args.conv_channels} if args.encoder == "conv4" else {},
         **({"lr_step": args.lr_step, "lr_gamma": args.lr_gamma} if args.lr_step else {}),
     }, option_overrides={**MODELS[name], **augmentation(args),
