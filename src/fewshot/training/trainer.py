@@ -249,7 +249,7 @@ class WeightAverage:
     def __init__(self, method: Method, decay: float) -> None:
         self.method = copy.deepcopy(method).eval().requires_grad_(False)
         self.decay = decay
-        self._pairs = list(zip(self.method.state_dict().values(), method.state_dict().values()))
+        self._pairs = list(zip(_tensors(self.method), _tensors(method)))
 
     @torch.no_grad()
     def update(self, step: int) -> None:
@@ -259,6 +259,11 @@ class WeightAverage:
                 averaged.lerp_(current, weight)
             else:
                 averaged.copy_(current)
+
+
+def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    """A module's parameters and buffers, each shared tensor once (so it is averaged once)."""
+    return [t.detach() for t in (*module.parameters(), *module.buffers())]
 
 
 def _channels_last(batch: Any) -> Any:
