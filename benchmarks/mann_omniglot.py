@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from fewshot.evaluation.instances import TABLE_INSTANCES, evaluate_instances, ordinal, save_results
+from fewshot.evaluation.instances import TABLE_INSTANCES, InstanceAccuracy, evaluate_instances, ordinal, save_results
 from fewshot.files import atomic_write_text
 from fewshot.nets.lrua import WRITES
 from fewshot.plots.instances import plot_instance_accuracy
@@ -132,18 +132,14 @@ def main() -> None:
                 "train_episodes": episodes, "train_minutes": round(summary["elapsed_s"] / 60, 2),
                 "train_cpu_minutes": round(cpu / 60, 2),
                 "train_episodes_per_s": round(episodes / max(summary["elapsed_s"], 1e-9), 1),
-                "accuracy": {ordinal(k): round(result.at(k)[0], 4) for k in TABLE_INSTANCES},
-                "ci95": {ordinal(k): round(result.at(k)[1], 4) for k in TABLE_INSTANCES},
+                **by_instance(result),
                 "paper": PAPER[name],
                 "test_episodes_per_s": round(result.episodes_per_second, 1),
             }
             if trainer.average is not None:
                 last = evaluate_instances(trainer.method, data["test"], n_episodes=args.episodes, seed=args.seed,
                                           progress=False)
-                figures[name]["last_weights"] = {
-                    "accuracy": {ordinal(k): round(last.at(k)[0], 4) for k in TABLE_INSTANCES},
-                    "ci95": {ordinal(k): round(last.at(k)[1], 4) for k in TABLE_INSTANCES},
-                }
+                figures[name]["last_weights"] = by_instance(last)
             if name in TARGETS:
                 figures[name]["targets"] = TARGETS[name]
                 figures[name]["targets_met"] = all(result.at(int(k[:-2]))[0] >= v for k, v in TARGETS[name].items())
@@ -180,6 +176,12 @@ def model_config(name: str, args: argparse.Namespace) -> RunConfig:
                          **({"write": args.write, "key_strength": args.key_strength}
                             if MODELS[name]["memory"] == "lrua" else {}),
                          "min_classes": mixed_in(args.min_classes, MODELS[name]["n_classes"])})
+
+
+def by_instance(result: InstanceAccuracy) -> dict[str, dict[str, float]]:
+    """Accuracy and 95% CI at each table instance, as the JSON line gives them."""
+    return {"accuracy": {ordinal(k): round(result.at(k)[0], 4) for k in TABLE_INSTANCES},
+            "ci95": {ordinal(k): round(result.at(k)[1], 4) for k in TABLE_INSTANCES}}
 
 
 def augmentation(args: argparse.Namespace) -> dict[str, float]:
