@@ -21,7 +21,7 @@ the compile, minutes at the start, counts in the budget. ``--lr-step N`` halves 
 every N steps. ``--write add`` makes the LRUA heads write separate add vectors instead of their
 keys; ``--key-strength`` gives their reads a learned key strength, as NTM heads have; ``--slots N``
 changes the memory size (paper: 128). ``--encoder conv4`` puts a Conv-4 before the controller
-instead of raw pixels (ours, not the paper's). ``--max-rotation`` / ``--max-shift`` change the
+instead of raw pixels, ``--encoder dense`` one ReLU layer of ``--dense-units`` (both ours, not the paper's). ``--max-rotation`` / ``--max-shift`` change the
 per-image augmentation (0 turns it off; the whole-class rotations by multiples of 90 degrees stay).
 ``--min-classes 5`` trains the 15-class models on a mix of 5- to 15-class episodes (ours, not the
 paper's: easier episodes to start from); it needs ``--no-compile``, as a compiled loss fits one length.
@@ -89,10 +89,13 @@ def main() -> None:
                         help="give the LRUA read heads a learned key strength (sharper reads; not in the paper)")
     parser.add_argument("--slots", type=int, help="memory slots of the LRUA and NTM models (default: the config's, "
                         "128, the paper's)")
-    parser.add_argument("--encoder", choices=("flatten", "conv4"), default="flatten",
-                        help="image encoder before the controller: flatten (raw pixels, the paper's; default) or conv4")
+    parser.add_argument("--encoder", choices=("flatten", "dense", "conv4"), default="flatten",
+                        help="image encoder before the controller: flatten (raw pixels, the paper's; default), dense "
+                             "(one ReLU layer) or conv4")
     parser.add_argument("--conv-channels", type=int, default=64,
                         help="channels of each conv4 block (with --encoder conv4)")
+    parser.add_argument("--dense-units", type=int, default=256,
+                        help="units of the dense encoder's layer (with --encoder dense)")
     parser.add_argument("--max-rotation", type=float,
                         help="largest per-image rotation of the augmentation, degrees (default: the config's, 10)")
     parser.add_argument("--max-shift", type=float,
@@ -168,7 +171,7 @@ def model_config(name: str, args: argparse.Namespace) -> RunConfig:
         "checkpoint_every": 1000, "device": "cpu", "optimizer": args.optimizer, "lr": args.lr,
         "compile": args.compile, "encoder": args.encoder, "ema_decay": args.ema_decay,
         "mirror_classes": args.mirror_classes,
-        "encoder_options": {"hidden": args.conv_channels} if args.encoder == "conv4" else {},
+        "encoder_options": encoder_options(args),
         **({"lr_step": args.lr_step, "lr_gamma": args.lr_gamma} if args.lr_step else {}),
     }, option_overrides={**MODELS[name], **augmentation(args),
                          **({"slots": args.slots}
@@ -182,6 +185,12 @@ def by_instance(result: InstanceAccuracy) -> dict[str, dict[str, float]]:
     """Accuracy and 95% CI at each table instance, as the JSON line gives them."""
     return {"accuracy": {ordinal(k): round(result.at(k)[0], 4) for k in TABLE_INSTANCES},
             "ci95": {ordinal(k): round(result.at(k)[1], 4) for k in TABLE_INSTANCES}}
+
+
+def encoder_options(args: argparse.Namespace) -> dict[str, int]:
+    """The options of the ``--encoder`` given on the command line."""
+    widths = {"conv4": args.conv_channels, "dense": args.dense_units}
+    return {"hidden": widths[args.encoder]} if args.encoder in widths else {}
 
 
 def augmentation(args: argparse.Namespace) -> dict[str, float]:
