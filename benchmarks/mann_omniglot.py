@@ -96,6 +96,8 @@ def main() -> None:
                         help="channels of each conv4 block (with --encoder conv4)")
     parser.add_argument("--dense-units", type=int, default=256,
                         help="units of the dense encoder's layer (with --encoder dense)")
+    parser.add_argument("--dense-skip", action="store_true",
+                        help="pass the raw pixels on beside the dense encoder's units (with --encoder dense)")
     parser.add_argument("--max-rotation", type=float,
                         help="largest per-image rotation of the augmentation, degrees (default: the config's, 10)")
     parser.add_argument("--max-shift", type=float,
@@ -189,8 +191,9 @@ def by_instance(result: InstanceAccuracy) -> dict[str, dict[str, float]]:
 
 def encoder_options(args: argparse.Namespace) -> dict[str, int]:
     """The options of the ``--encoder`` given on the command line."""
-    widths = {"conv4": args.conv_channels, "dense": args.dense_units}
-    return {"hidden": widths[args.encoder]} if args.encoder in widths else {}
+    if args.encoder == "dense":
+        return {"hidden": args.dense_units, **({"skip": True} if args.dense_skip else {})}
+    return {"hidden": args.conv_channels} if args.encoder == "conv4" else {}
 
 
 def augmentation(args: argparse.Namespace) -> dict[str, float]:
