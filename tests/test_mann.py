@@ -14,6 +14,7 @@ from fewshot.evaluation.instances import (accuracy_by_instance, describe, evalua
                                          markdown_table, save_results)
 from fewshot.methods import METHODS
 from fewshot.methods.mann import MANN
+from fewshot.nets.dense import DenseTower
 from fewshot.nets.flatten import FlattenEncoder
 from fewshot.plots.instances import plot_instance_accuracy
 from fewshot.plots.memory import plot_memory
@@ -55,6 +56,21 @@ def test_gradients_flow_to_every_parameter(memory, controller):
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, f"no gradient reaches {name}"
     assert {"accuracy", "acc_inst1", "acc_inst2", "acc_inst3"} <= set(metrics)
+
+
+def test_dense_encoder_with_skip_keeps_the_pixels_and_learns():
+    torch.manual_seed(0)
+    tower = DenseTower(1, 4, hidden=5, skip=True)
+    images = torch.rand(3, 1, 4, 4)
+    features = tower(images)
+    assert tower.out_features == 21 and features.shape == (3, 21)
+    assert torch.equal(features[:, :16], images.flatten(1))
+    assert torch.allclose(features[:, 16:], F.relu(tower[1](images.flatten(1))))
+    model = MANN(tower, memory="lrua", n_classes=3, instances=4, batch_size=4, controller_size=16, slots=8, width=6,
+                 heads=2, augment=False)
+    loss, _ = model.training_loss(model.training_batches(random_patterns(6), steps=1, seed=0)(0))
+    loss.backward()
+    assert tower[1].weight.grad.abs().sum() > 0
 
 
 def test_logits_shape_and_no_nans_at_paper_size():
