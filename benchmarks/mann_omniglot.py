@@ -25,7 +25,8 @@ instead of raw pixels, ``--encoder dense`` one ReLU layer of ``--dense-units`` (
 per-image augmentation (0 turns it off; the whole-class rotations by multiples of 90 degrees stay).
 ``--min-classes 5`` trains the 15-class models on a mix of 5- to 15-class episodes (ours, not the
 paper's: easier episodes to start from); it needs ``--no-compile``, as a compiled loss fits one length.
-Also reports training throughput (episodes per second, batch 16). Prints ONE JSON line; with
+``--batch-size`` changes the episodes per step (paper: 16).
+Also reports training throughput (episodes per second). Prints ONE JSON line; with
 ``--out DIR`` keeps the run directories and writes ``DIR/instances.{json,md,png}``.
 
     FEWSHOT_DATA=data python benchmarks/mann_omniglot.py --minutes 60
@@ -82,6 +83,8 @@ def main() -> None:
     parser.add_argument("--min-classes", type=int,
                         help="train the models of more classes on episodes of MIN_CLASSES .. their classes "
                              "(fewshot train mann --min-classes; ours, not the paper's); default: their classes only")
+    parser.add_argument("--batch-size", type=int,
+                        help="episodes per training step (default: the config's, 16, the paper's)")
     parser.add_argument("--write", choices=WRITES, default="key",
                         help="what the LRUA heads write: key (the paper's eq. 23, default) or add (separate add "
                              "vectors)")
@@ -176,6 +179,7 @@ def model_config(name: str, args: argparse.Namespace) -> RunConfig:
         "encoder_options": encoder_options(args),
         **({"lr_step": args.lr_step, "lr_gamma": args.lr_gamma} if args.lr_step else {}),
     }, option_overrides={**MODELS[name], **augmentation(args),
+                         **({"batch_size": args.batch_size} if args.batch_size is not None else {}),
                          **({"slots": args.slots}
                             if args.slots is not None and MODELS[name]["memory"] != "none" else {}),
                          **({"write": args.write, "key_strength": args.key_strength}
