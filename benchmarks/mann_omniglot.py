@@ -21,7 +21,8 @@ the compile, minutes at the start, counts in the budget. ``--lr-step N`` halves 
 every N steps. ``--write add`` makes the LRUA heads write separate add vectors instead of their
 keys; ``--key-strength`` gives their reads a learned key strength, as NTM heads have; ``--slots N``
 changes the memory size (paper: 128). ``--encoder conv4`` puts a Conv-4 before the controller
-instead of raw pixels, ``--encoder dense`` one ReLU layer of ``--dense-units`` (both ours, not the paper's). ``--max-rotation`` / ``--max-shift`` change the
+instead of raw pixels, ``--encoder dense`` one ReLU layer of ``--dense-units`` (``--dense-skip``: beside
+the pixels; both encoders ours, not the paper's). ``--max-rotation`` / ``--max-shift`` change the
 per-image augmentation (0 turns it off; the whole-class rotations by multiples of 90 degrees stay).
 ``--min-classes 5`` trains the 15-class models on a mix of 5- to 15-class episodes (ours, not the
 paper's: easier episodes to start from); it needs ``--no-compile``, as a compiled loss fits one length.
@@ -193,7 +194,7 @@ def by_instance(result: InstanceAccuracy) -> dict[str, dict[str, float]]:
             "ci95": {ordinal(k): round(result.at(k)[1], 4) for k in TABLE_INSTANCES}}
 
 
-def encoder_options(args: argparse.Namespace) -> dict[str, int]:
+def encoder_options(args: argparse.Namespace) -> dict[str, int | bool]:
     """The options of the ``--encoder`` given on the command line."""
     if args.encoder == "dense":
         return {"hidden": args.dense_units, **({"skip": True} if args.dense_skip else {})}
