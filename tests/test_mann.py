@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.sequences import SequenceEpisodes
@@ -32,12 +33,13 @@ def random_patterns(n_classes: int, per_class: int = 10, side: int = 4, seed: in
                         [f"p{i}" for i in range(n_classes)], f"patterns{seed}")
 
 
-def small_mann(memory: str = "lrua", controller: str = "lstm", n_classes: int = 3, **options) -> MANN:
+def small_mann(memory: str = "lrua", controller: str = "lstm", n_classes: int = 3, encoder: nn.Module | None = None,
+               **options) -> MANN:
     torch.manual_seed(0)
     settings = {"instances": 4, "batch_size": 4, "controller_size": 16, "slots": 8, "width": 6, "heads": 2,
                 "augment": False}
     settings.update(options)
-    return MANN(FlattenEncoder(1, 4), memory=memory, controller=controller, n_classes=n_classes, **settings)
+    return MANN(encoder or FlattenEncoder(1, 4), memory=memory, controller=controller, n_classes=n_classes, **settings)
 
 
 def test_registered_with_its_options():
@@ -66,8 +68,7 @@ def test_dense_encoder_with_skip_keeps_the_pixels_and_learns():
     assert tower.out_features == 21 and features.shape == (3, 21)
     assert torch.equal(features[:, :16], images.flatten(1))
     assert torch.allclose(features[:, 16:], F.relu(tower[1](images.flatten(1))))
-    model = MANN(tower, memory="lrua", n_classes=3, instances=4, batch_size=4, controller_size=16, slots=8, width=6,
-                 heads=2, augment=False)
+    model = small_mann(encoder=tower)
     loss, _ = model.training_loss(model.training_batches(random_patterns(6), steps=1, seed=0)(0))
     loss.backward()
     assert tower[1].weight.grad.abs().sum() > 0
