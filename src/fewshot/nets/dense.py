@@ -1,4 +1,4 @@
-"""The dense tower of seed 000's Siamese network: flatten, one dense layer of 128, ReLU (optionally beside the pixels)."""
+"""The dense tower of seed 000's Siamese network: flatten, a dense layer of 128, ReLU (optionally beside the pixels)."""
 from __future__ import annotations
 
 import torch
