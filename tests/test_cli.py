@@ -108,3 +108,5 @@ def test_impossible_evaluation_episode_says_what_to_change(folder, tmp_path, cap
     assert main(train_args(folder, run, "--steps", "2")) == 0
     assert main(["evaluate", str(run), "--ways", "5", "--shots", "1", "--no-progress"]) == 2
     assert "5-way episodes need 5 classes" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--views", "4", "--no-progress"]) == 2
+    assert "--views applies to mann runs" in capsys.readouterr().err

@@ -244,8 +244,12 @@ def test_command_line_train_resume_evaluate_plot(tmp_path, monkeypatch, capsys):
     assert main(args) == 0
     assert main([*args[:-3], "--steps", "6", "--out", str(run), "--resume", "--no-progress"]) == 0
     assert "6 steps" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--episodes", "8", "--views", "4", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "| MANN (LRUA, LSTM) | 2 |" in out and "| MANN (LRUA, LSTM), 4 views | 2 |" in out
+    assert [r["views"] for r in json.loads((run / "instances.json").read_text())] == [1, 4]
     assert main(["evaluate", str(run), "--episodes", "8", "--no-progress"]) == 0
-    assert "| MANN (LRUA, LSTM) | 2 |" in capsys.readouterr().out
+    assert "views" not in capsys.readouterr().out
     assert len(json.loads((run / "instances.json").read_text())[0]["mean"]) == 4
     assert main(["plot", "memory", str(run), "--out", str(tmp_path / "memory.png"), "--no-progress"]) == 0
     assert Image.open(tmp_path / "memory.png").size[0] > 500

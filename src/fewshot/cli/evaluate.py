@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from fewshot.data.views import VIEW_COUNTS
 from fewshot.device import resolve_device
 from fewshot.errors import FewShotError
 from fewshot.evaluation.evaluator import EvaluationResult, Evaluator
@@ -34,6 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast while embedding (faster on CPUs "
                         "with AVX-512 BF16 and on GPUs)")
+    parser.add_argument("--views", type=int, default=1, choices=VIEW_COUNTS,
+                        help="mann runs: also test with the class probabilities averaged over 4 whole-episode "
+                             "rotations (or 8: and their mirror images), on the same episodes (default: 1, none)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     parser.add_argument("--no-download", dest="download", action="store_false",
                         help="never download missing data; fail with the list of files to fetch instead")
@@ -48,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         raise FewShotError("--queries and --episodes must be at least 1")
     device = resolve_device(args.device)
     method, config = load_run(args.run_dir, device)
+    if args.views != 1 and config.method != "mann":
+        raise FewShotError(f"--views applies to mann runs (sequence episodes); {args.run_dir} is a "
+                           f"{config.method} run: leave --views out")
     if args.dataset:
         config.dataset, config.split = args.dataset, args.split
     elif args.split:
@@ -58,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if dataset is None:
         raise FewShotError(f"split {config.split!r} of {config.dataset} has no {args.partition!r} partition")
     if config.method == "mann":  # sequence episodes, accuracy by instance number (Santoro et al. 2016)
-        return report_instances(method, dataset, args.run_dir, args.episodes, args.seed, device, args.progress)
+        return report_instances(method, dataset, args.run_dir, args.episodes, args.seed, device, args.progress,
+                                args.views)
     for n_way in args.ways:
         for k_shot in args.shots:
             dataset.check_episode(n_way, k_shot, args.queries)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.sequences import instance_numbers
+from fewshot.data.views import check_views
 from fewshot.errors import FewShotError
 from fewshot.evaluation.evaluator import mean_and_ci95
 from fewshot.files import atomic_write_json, atomic_write_text
@@ -34,7 +35,8 @@ class InstanceAccuracy:
     """Accuracy at each instance number 1 .. ``instances`` over ``n_episodes`` test episodes.
 
     ``mean[k-1]`` and ``ci95[k-1]`` are the accuracy at the k-th instance and its 95%
-    confidence half-width; ``overall`` is the accuracy over all steps.
+    confidence half-width; ``overall`` is the accuracy over all steps; ``views`` is the number of
+    whole-episode views averaged (1: none; see :meth:`~fewshot.methods.mann.MANN.predict`).
     """
 
     model: str
@@ -47,6 +49,7 @@ class InstanceAccuracy:
     overall: float
     seconds: float
     episodes_per_second: float
+    views: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,16 +85,21 @@ def evaluate_instances(
     name: str | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    views: int = 1,
 ) -> InstanceAccuracy:
     """Accuracy by instance number of a :class:`~fewshot.methods.mann.MANN` on test episodes.
 
     Episodes have the model's ``n_classes`` and ``instances``, no augmentation, and depend only
     on ``(seed, batch_size)``: models evaluated with the same seed see the same episodes.
+    ``views = 4`` or ``8`` averages the model's class probabilities over whole-episode
+    rotations (and mirror images) of each episode: test-time augmentation, ours, not the paper's.
 
     Example:
         >>> result = evaluate_instances(model, splits["test"], n_episodes=1000)
         >>> result.at(2)  # (mean, ci95) at the 2nd instance
+        >>> evaluate_instances(model, splits["test"], n_episodes=1000, views=4).at(10)
     """
+    check_views(views)
     device = torch.device(device) if device is not None else next(method.parameters()).device
     episodes = method.sequence_episodes(dataset, seed, batch_size)
     was_training = method.training
@@ -103,7 +111,7 @@ def evaluate_instances(
     for i in range((n_episodes + batch_size - 1) // batch_size):
         batch = episodes.batch(i).to(device)
         keep = min(batch_size, n_episodes - i * batch_size)
-        logits = method.predict(batch)
+        logits = method.predict(batch, views)
         per_episode.append(accuracy_by_instance(logits[:keep].float(), batch.labels[:keep], method.instances).cpu())
         bar.update(keep)
     bar.close()
@@ -112,19 +120,24 @@ def evaluate_instances(
     accuracies = torch.cat(per_episode)
     stats = [mean_and_ci95(accuracies[:, k]) for k in range(method.instances)]
     return InstanceAccuracy(
-        model=name or describe(method), n_classes=method.n_classes, instances=method.instances,
+        model=name or describe(method, views), n_classes=method.n_classes, instances=method.instances,
         n_episodes=n_episodes, seed=seed, mean=[s[0] for s in stats], ci95=[s[1] for s in stats],
         overall=accuracies.mean().item(), seconds=seconds, episodes_per_second=n_episodes / max(seconds, 1e-9),
+        views=views,
     )
 
 
-def describe(method: Any) -> str:
-    """A short model name such as ``MANN (LRUA, LSTM)``, ``MANN (LRUA, LSTM, add vectors)`` or ``LSTM``."""
+def describe(method: Any, views: int = 1) -> str:
+    """A short model name such as ``MANN (LRUA, LSTM)``, ``MANN (LRUA, LSTM, add vectors)`` or ``LSTM``.
+
+    With ``views > 1`` the name ends with the number of views, e.g. ``LSTM, 4 views``.
+    """
     controller = {"lstm": "LSTM", "feedforward": "feed-forward"}[method.controller_kind]
+    viewed = f", {views} views" if views > 1 else ""
     if method.memory_kind == "none":
-        return controller
+        return controller + viewed
     extras = (", add vectors" if method.write == "add" else "") + (", key strength" if method.key_strength else "")
-    return f"MANN ({method.memory_kind.upper()}, {controller}{extras})"
+    return f"MANN ({method.memory_kind.upper()}, {controller}{extras}){viewed}"
 
 
 def markdown_table(results: list[InstanceAccuracy], columns: tuple[int, ...] = TABLE_INSTANCES) -> str:
@@ -167,16 +180,22 @@ def ordinal(k: int) -> str:
 
 
 def report_instances(method: Any, dataset: ImageDataset, run_dir: str | Path, n_episodes: int = 1000,
-                     seed: int = 0, device: torch.device | str | None = None, progress: bool = True) -> int:
-    """``fewshot evaluate`` for a mann run: print the table, write ``RUN/instances.{json,md,png}``."""
+                     seed: int = 0, device: torch.device | str | None = None, progress: bool = True,
+                     views: int = 1) -> int:
+    """``fewshot evaluate`` for a mann run: print the table, write ``RUN/instances.{json,md,png}``.
+
+    With ``views > 1`` the table has two rows on the same episodes: one view, and ``views`` views.
+    """
     from fewshot.plots.instances import plot_instance_accuracy
 
-    result = evaluate_instances(method, dataset, n_episodes=n_episodes, seed=seed, device=device, progress=progress)
-    print(f"{result.model} on {dataset} ({n_episodes} episodes of {method.n_classes} classes x "
+    check_views(views)
+    results = [evaluate_instances(method, dataset, n_episodes=n_episodes, seed=seed, device=device,
+                                  progress=progress, views=v) for v in sorted({1, views})]
+    print(f"{results[0].model} on {dataset} ({n_episodes} episodes of {method.n_classes} classes x "
           f"{method.instances} instances, seed {seed}); accuracy (%) by instance, 95% CI:")
-    print(markdown_table([result]), end="")
+    print(markdown_table(results), end="")
     base = Path(run_dir) / INSTANCES_FILE
-    save_results([result], base.with_suffix(".json"), base.with_suffix(".md"))
-    plot_instance_accuracy([result], base.with_suffix(".png"))
+    save_results(results, base.with_suffix(".json"), base.with_suffix(".md"))
+    plot_instance_accuracy(results, base.with_suffix(".png"))
     print(f"wrote {base}.json, {base}.md, {base}.png")
     return 0

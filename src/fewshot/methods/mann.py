@@ -11,6 +11,7 @@ the weights can only learn *how* to bind images to labels in memory, not the cla
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, ClassVar, NamedTuple
 
@@ -20,6 +21,7 @@ from torch import nn
 
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.sequences import SantoroAugmentation, SequenceBatch, SequenceEpisodes, check_min_classes
+from fewshot.data.views import check_views, dihedral_view
 from fewshot.errors import FewShotError
 from fewshot.methods.base import BatchSource, Method
 from fewshot.methods.registry import METHODS
@@ -253,9 +255,22 @@ class MANN(Method):
                                f"classes; draw episodes of {self.n_classes} classes or train another model")
         return self(self.encode(batch.images), batch.previous_labels, record=record)
 
-    def predict(self, batch: SequenceBatch) -> torch.Tensor:
-        """Class scores ``[batch, time, n_classes]`` of every step of a batch of episodes."""
-        return self.run(batch).logits
+    def predict(self, batch: SequenceBatch, views: int = 1) -> torch.Tensor:
+        """Class scores ``[batch, time, n_classes]`` of every step of a batch of episodes.
+
+        ``views = 4`` or ``8`` is test-time augmentation (ours, not the paper's): the network
+        also reads each episode rotated as a whole by 90, 180 and 270 degrees (and, with 8,
+        mirrored; :mod:`fewshot.data.views`), and the scores are the logarithm of the class
+        probabilities averaged over the views. Each view is a separate run: step ``t`` is
+        given the true ``y_{t-1}``, never a prediction, so the views do not interact.
+        """
+        check_views(views)
+        if views == 1:
+            return self.run(batch).logits
+        probabilities = sum(
+            self.run(dataclasses.replace(batch, images=dihedral_view(batch.images, i))).logits.float().softmax(-1)
+            for i in range(views))
+        return (probabilities / views).log()
 
     # -- training ----------------------------------------------------------------------------------
 

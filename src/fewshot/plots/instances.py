@@ -1,4 +1,7 @@
-"""Accuracy against instance number, one line per model (Santoro et al. 2016, figure 2)."""
+"""Accuracy against instance number, one line per model (Santoro et al. 2016, figure 2).
+
+Results with test-time views (``views > 1``) are drawn dashed.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,7 +27,8 @@ def plot_instance_accuracy(results: list[InstanceAccuracy], out: str | Path, siz
         k = list(range(1, r.instances + 1))
         mean = [100 * m for m in r.mean]
         ci = [100 * c for c in r.ci95]
-        line, = ax.plot(k, mean, "o-", markersize=3, label=f"{r.model}, {r.n_classes} classes")
+        style = "o--" if r.views > 1 else "o-"  # test-time views dashed beside the single view
+        line, = ax.plot(k, mean, style, markersize=3, label=f"{r.model}, {r.n_classes} classes")
         ax.fill_between(k, [m - c for m, c in zip(mean, ci)], [m + c for m, c in zip(mean, ci)],
                         color=line.get_color(), alpha=0.2)
     ax.set(xlabel="instance (appearance of the class in the episode)", ylabel="accuracy (%)", ylim=(0, 100),

@@ -1,0 +1,80 @@
+"""Whole-episode views (test-time augmentation): the 8 symmetries, MANN.predict(views=...), evaluation."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from test_mann import random_patterns, small_mann
+
+from fewshot.data.views import check_views, dihedral_view
+from fewshot.errors import FewShotError
+from fewshot.evaluation.instances import evaluate_instances, load_results, markdown_table, save_results
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_the_eight_views_are_the_symmetries_of_the_square():
+    image = torch.arange(9.0).view(1, 3, 3)
+    views = [dihedral_view(image, i) for i in range(8)]
+    assert torch.equal(views[0], image)
+    assert views[1].tolist() == [[[2, 5, 8], [1, 4, 7], [0, 3, 6]]]  # 90 degrees anticlockwise
+    assert torch.equal(views[2], image.flip(-1).flip(-2))
+    assert torch.equal(views[4], image.flip(-1))
+    distinct = {tuple(v.flatten().tolist()) for v in views}
+    assert len(distinct) == 8
+    turned = {tuple(dihedral_view(v, j).flatten().tolist()) for v in views for j in range(8)}
+    assert turned == distinct  # a view of a view is again one of the eight: they form a group
+
+
+def test_bad_views_are_clear_errors():
+    for views in (0, 2, 3, 16):
+        with pytest.raises(FewShotError, match="views must be 1 .*, 4 .* or 8"):
+            check_views(views)
+    with pytest.raises(FewShotError, match="0 .. 7"):
+        dihedral_view(torch.zeros(2, 2), 8)
+    with pytest.raises(FewShotError, match="square images, got 2x3"):
+        dihedral_view(torch.zeros(1, 2, 3), 1)
+    model = small_mann()
+    batch = model.training_batches(random_patterns(6), steps=1, seed=0)(0)
+    with pytest.raises(FewShotError, match="views must be"):
+        model.predict(batch, views=2)
+
+
+def test_predict_averages_the_probabilities_of_the_views():
+    model = small_mann().eval()
+    batch = model.training_batches(random_patterns(6), steps=1, seed=0)(0)
+    with torch.no_grad():
+        assert torch.equal(model.predict(batch), model.run(batch).logits)
+        scores = model.predict(batch, views=4)
+        by_view = [model.run(dataclasses.replace(batch, images=dihedral_view(batch.images, i))).logits.softmax(-1)
+                   for i in range(4)]
+    assert torch.allclose(scores.exp().sum(-1), torch.ones(scores.shape[:-1]), atol=1e-5)
+    assert torch.allclose(scores.exp(), sum(by_view) / 4, atol=1e-6)
+    assert not torch.allclose(by_view[0], by_view[1], atol=1e-3)  # the views do differ
+
+
+@pytest.mark.parametrize("views,turned", [(4, 1), (4, 3), (8, 4), (8, 6)])
+def test_averaged_scores_do_not_change_when_the_episode_is_turned(views, turned):
+    """The set of views is closed under rotation (and with 8, mirroring): turning the episode only reorders it."""
+    model = small_mann().eval()
+    batch = model.training_batches(random_patterns(6), steps=1, seed=0)(0)
+    turned_batch = dataclasses.replace(batch, images=dihedral_view(batch.images, turned))
+    with torch.no_grad():
+        assert torch.allclose(model.predict(turned_batch, views), model.predict(batch, views), atol=1e-5)
+        assert not torch.allclose(model.predict(turned_batch), model.predict(batch), atol=1e-3)
+
+
+def test_evaluation_with_views_is_named_saved_and_loaded(tmp_path):
+    model = small_mann()
+    data = random_patterns(6)
+    one = evaluate_instances(model, data, n_episodes=20, batch_size=10, progress=False)
+    four = evaluate_instances(model, data, n_episodes=20, batch_size=10, progress=False, views=4)
+    assert (one.views, four.views) == (1, 4)
+    assert four.model == "MANN (LRUA, LSTM), 4 views" and one.model == "MANN (LRUA, LSTM)"
+    assert four.mean != one.mean
+    assert "| MANN (LRUA, LSTM), 4 views | 3 |" in markdown_table([one, four])
+    save_results([one, four], tmp_path / "r.json", tmp_path / "r.md")
+    assert load_results(tmp_path / "r.json") == [one, four]
+    with pytest.raises(FewShotError, match="views must be"):
+        evaluate_instances(model, data, n_episodes=10, progress=False, views=5)
