@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -76,5 +77,8 @@ def test_evaluation_with_views_is_named_saved_and_loaded(tmp_path):
     assert "| MANN (LRUA, LSTM), 4 views | 3 |" in markdown_table([one, four])
     save_results([one, four], tmp_path / "r.json", tmp_path / "r.md")
     assert load_results(tmp_path / "r.json") == [one, four]
+    written_before_views = {k: v for k, v in one.to_dict().items() if k != "views"}
+    (tmp_path / "old.json").write_text(json.dumps([written_before_views]))
+    assert load_results(tmp_path / "old.json") == [one]  # files from before views still load, as one view
     with pytest.raises(FewShotError, match="views must be"):
         evaluate_instances(model, data, n_episodes=10, progress=False, views=5)

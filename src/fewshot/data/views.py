@@ -24,7 +24,7 @@ def check_views(views: int) -> None:
 
 
 def dihedral_view(images: torch.Tensor, i: int) -> torch.Tensor:
-    """View ``i`` (``0 .. 7``) of ``[..., h, w]`` square images: mirrored if ``i >= 4``, then rotated by ``90 i``.
+    """View ``i`` (``0 .. 7``) of ``[..., h, w]`` square images: mirrored if ``i >= 4``, then rotated by ``90 (i % 4)``.
 
     Example:
         >>> dihedral_view(torch.arange(4.0).view(2, 2), 1)
