@@ -145,6 +145,7 @@ def main() -> None:
             episodes = summary["step"] * method.batch_size
             figures[name] = {
                 "model": result.model, "classes": method.n_classes, "min_classes": method.min_classes,
+                "slots": getattr(method.memory, "slots", None),
                 "steps": summary["step"],
                 "train_episodes": episodes, "train_minutes": round(summary["elapsed_s"] / 60, 2),
                 "train_cpu_minutes": round(cpu / 60, 2),
@@ -176,7 +177,6 @@ def main() -> None:
         "optimizer": config.optimizer, "lr": config.lr, "lr_step": config.lr_step, "lr_gamma": config.lr_gamma,
         "compile": config.compile, "batch_size": method.batch_size,
         "encoder": config.encoder, "encoder_options": config.encoder_options,
-        "slots": getattr(method.memory, "slots", None),
         "write": args.write, "key_strength": args.key_strength, "ema_decay": config.ema_decay,
         "mirror_classes": config.mirror_classes, "training_classes": train_set.num_classes,
         "max_rotation": method.augmentation.max_rotation, "max_shift": method.augmentation.max_shift,
