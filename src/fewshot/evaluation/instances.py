@@ -99,7 +99,6 @@ def evaluate_instances(
         >>> result.at(2)  # (mean, ci95) at the 2nd instance
         >>> evaluate_instances(model, splits["test"], n_episodes=1000, views=4).at(10)
     """
-    check_views(views)
     device = torch.device(device) if device is not None else next(method.parameters()).device
     episodes = method.sequence_episodes(dataset, seed, batch_size)
     was_training = method.training
