@@ -156,3 +156,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of 16 classes of 8 small images each (see gallery_support)."""
+    from gallery_support import write_shapes
+
+    return write_shapes(tmp_path_factory.mktemp("shapes"))
+
+
+@pytest.fixture(scope="session")
+def proto_run(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ProtoNet trained briefly on classes 0-9 of ``shapes``."""
+    from gallery_support import train_run
+
+    runs = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEWSHOT_CACHE", str(runs / "cache"))
+        return train_run(shapes, runs / "proto", "protonet", "--n-way", "5", "--k-shot", "1", "--n-query", "3")

@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from fewshot import __version__
-from fewshot.cli import datasets, embed, evaluate, plot, train, verify
+from fewshot.cli import datasets, embed, evaluate, gallery, plot, train, verify
 from fewshot.errors import FewShotError
 
-COMMANDS = (train, evaluate, embed, datasets, plot, verify)
+COMMANDS = (train, evaluate, embed, datasets, plot, verify, gallery)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "images", None), list) and not any(e.startswith("-") for e in extra):
+        args.images += extra  # images listed after an option, as in `gallery add G --name N a.png b.png`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.run(args)
     except FewShotError as e:

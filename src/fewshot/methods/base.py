@@ -36,6 +36,13 @@ class Method(nn.Module, ABC):
     name: ClassVar[str]
     episode_independent: ClassVar[bool] = True
     default_encoder: ClassVar[str] = "conv4"
+    #: How a gallery (:mod:`fewshot.gallery`) recognises with this method. ``"prototype"``: a query's
+    #: class scores are minus a distance to each class mean, so a search over the means finds the
+    #: answer; ``"pairs"``: scores combine a pair score over each class's examples, so a search over
+    #: the examples finds candidates and :meth:`scores` reranks them (coarse to fine); ``None``: the
+    #: method cannot serve a gallery, and :attr:`gallery_refusal` says why.
+    gallery_rule: ClassVar[str | None] = None
+    gallery_refusal: ClassVar[str] = "its scores are not a comparison of one query with stored examples"
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()

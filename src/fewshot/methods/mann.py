@@ -103,6 +103,10 @@ class MANN(Method):
     """
 
     name = "mann"
+    gallery_refusal = (
+        "it reads an episode as one sequence of images and labels; it has no score of one query against stored "
+        "examples"
+    )
     default_encoder = "flatten"
     option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"memory": MEMORIES, "controller": CONTROLLERS,
                                                             "write": WRITES}

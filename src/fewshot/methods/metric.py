@@ -57,6 +57,7 @@ class MetricLearning(Method):
     """
 
     name = "metric"
+    gallery_rule = "prototype"
     option_choices: ClassVar[dict[str, tuple[str, ...]]] = {
         "loss": tuple(LOSSES.names()), "distance": tuple(DISTANCES.names()),
         "miner": (NO_MINER, *MINERS.names()), "sampler": SAMPLERS,

@@ -43,6 +43,7 @@ class PrototypicalNetworks(Method):
     """
 
     name = "protonet"
+    gallery_rule = "prototype"
     distances = ("squared_euclidean", "euclidean", "cosine")
 
     def __init__(

@@ -202,6 +202,15 @@ class SiameseNetwork(Method):
         return -self.margin / 2 if self.variant.loss == "contrastive" else 0.0
 
     @property
+    def gallery_rule(self) -> str | None:
+        """Galleries rerank index candidates by the pair score; the concat heads ignore the query, so cannot."""
+        return None if self.variant.head == "concat" else "pairs"
+
+    @property
+    def gallery_refusal(self) -> str:
+        return f"the {self.variant_name} variant ranks classes without looking at the query (see this module's notes)"
+
+    @property
     def score_is_logit(self) -> bool:
         """Whether a score is a logit (``sigmoid`` gives the probability of "same"), else ``-distance``."""
         return self.variant.loss == "bce"
