@@ -331,7 +331,8 @@ def _fake_calibration(g) -> str:
                        "n_unknown": 5, "episodes": 600, "calibration_classes": 10, "report_classes": 10,
                        "report": {k: estimate for k in ("known_accuracy", "closed_set_accuracy", "false_reject",
                                                         "false_accept", "auroc")},
-                       "dataset": "x", "gallery_classes": 6, "fingerprint": g.model.fingerprint, "created": 0.0})
+                       "dataset": "x", "gallery_classes": 6, "fingerprint": g.model.fingerprint,
+                       "match": "prototype", "created": 0.0})
 
 
 def test_a_method_that_cannot_serve_a_gallery_is_refused_naming_those_that_can():
@@ -360,3 +361,24 @@ def test_embeddings_are_those_of_the_evaluator(gallery, shapes):
     with torch.no_grad():
         expected = method.embed_support(pixels.float() / 255)
     np.testing.assert_allclose(gallery.model.embed(pixels.numpy()), expected.numpy(), atol=1e-4)
+
+
+def test_model_input_arrays_and_a_match_mode_per_call(gallery, shapes):
+    pixels = np.asarray(Image.open(class_images(shapes, 10)[0]))[None]
+    assert gallery.add("c10", [pixels]).example_ids == [1]
+    assert gallery.add("again", [class_images(shapes, 10)[0]]).duplicates[0][1] == 1  # the same model input
+    with pytest.raises(FewShotError, match=r"array 1 is a float32 array of shape \(16, 16\); a model input is uint8"):
+        gallery.add("c11", [np.zeros((16, 16), np.float32)])
+    gallery.add("c11", class_images(shapes, 11)[:3])
+    query = class_images(shapes, 11)[4:5]
+    by_prototype, by_example = gallery.recognise(query, top=2)[0], gallery.recognise(query, top=2, match="example")[0]
+    q = gallery.model.embed(np.stack([gallery._prepare(query)[0].pixels]))
+    stored = gallery.model.embed(np.stack([gallery.example_pixels(i) for i, _, _ in gallery.examples("c11")]))
+    distance = gallery.model.method.distance  # the run's own (squared Euclidean, the default)
+    distances = distance.matrix(torch.from_numpy(q), torch.from_numpy(stored))[0].numpy()
+    assert by_example.top[[m.name for m in by_example.top].index("c11")].distance == pytest.approx(distances.min(),
+                                                                                                 rel=1e-4)
+    assert by_prototype.top[[m.name for m in by_prototype.top].index("c11")].distance == pytest.approx(
+        distance.matrix(torch.from_numpy(q), torch.from_numpy(stored.mean(0, keepdims=True))).item(), rel=1e-4)
+    with pytest.raises(FewShotError, match="matches by prototype or example, not 'pairs'"):
+        gallery.recognise(query, match="pairs")

@@ -74,7 +74,7 @@ def _describe(r: Recognition) -> str:
 
 def _recognise(args: argparse.Namespace) -> int:
     with _open(args) as gallery:
-        answers = gallery.recognise(args.images, top=args.top)
+        answers = gallery.recognise(args.images, top=args.top, match=args.match)
     if args.json:
         print(json.dumps([a.to_dict() for a in answers]))
         return 0
@@ -108,7 +108,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                                f"saw (--partition test)")
         result = gallery.calibrate(splits[args.partition], target=args.false_accept, way=args.way, shot=args.shot,
                                    queries=args.queries, unknown=args.unknown, episodes=args.episodes,
-                                   seed=args.seed, progress=args.progress)
+                                   seed=args.seed, match=args.match, progress=args.progress)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -215,6 +215,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=1, help="also list this many nearest classes (default: 1)")
     p.add_argument("--json", action="store_true", help="print the answers as JSON")
     p.add_argument("--run", dest="run_dir", metavar="RUN", help="refuse the gallery unless bound to this run's model")
+    p.add_argument("--match", help="prototype or example, for this call (default: the gallery's)")
 
     p = command("calibrate", _calibrate, "choose the unknown threshold on classes the model never trained on")
     p.add_argument("--dataset", help="omniglot, mnist or folder (default: the model's)")
@@ -228,6 +229,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--unknown", type=int, default=5, help="classes held out of each gallery (default: 5)")
     p.add_argument("--episodes", type=int, default=600, help="episodes, each for choosing and reporting (default: 600)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episodes (default: 0)")
+    p.add_argument("--match", help="the match mode to calibrate (default: the gallery's)")
     p.add_argument("--json", action="store_true", help="print the calibration as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 

@@ -77,6 +77,7 @@ class Calibration:
     dataset: str = ""
     gallery_classes: int = 0
     fingerprint: str = ""
+    match: str = ""
     created: float = 0.0
 
     def to_dict(self) -> dict:

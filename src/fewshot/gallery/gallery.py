@@ -163,7 +163,7 @@ class Gallery:
 
     def _empty_state(self, approximate: bool) -> None:
         self._examples = VectorIndex(self.dim, self.metric, approximate)
-        self._prototypes = VectorIndex(self.dim, self.metric) if self.match == "prototype" else None
+        self._prototypes = VectorIndex(self.dim, self.metric) if self.model.rule == "prototype" else None
         self._class_of = np.full(0, -1, np.int64)
         self._proto = np.zeros((0, self.dim), np.float32)
 
@@ -210,7 +210,7 @@ class Gallery:
     def _read_index_file(self) -> None:
         with safe_open(str(self.index_path), framework="np") as f:
             meta = f.metadata() or {}
-        expected = {"format": INDEX_FORMAT, "fingerprint": self.model.fingerprint, "match": self.match}
+        expected = {"format": INDEX_FORMAT, "fingerprint": self.model.fingerprint, "rule": self.model.rule}
         if any(meta.get(k) != v for k, v in expected.items()) or int(meta.get("generation", -1)) > \
                 self._store.generation():
             raise ValueError("it was made for another model, format or state of the gallery")
@@ -220,7 +220,7 @@ class Gallery:
         alive = self._examples.alive
         self._set_class(self._examples.keys[alive], arrays["examples.classes"][alive])
         self._prototypes, self._proto = None, np.zeros((0, self.dim), np.float32)
-        if self.match == "prototype":
+        if self.model.rule == "prototype":
             self._prototypes = VectorIndex.from_arrays(arrays, "prototypes", self.dim, self.metric)
             live = self._prototypes.alive
             keys = self._prototypes.keys[live]
@@ -238,7 +238,7 @@ class Gallery:
             if self._prototypes is not None:
                 arrays.update(self._prototypes.to_arrays("prototypes"))
                 arrays["prototypes.vectors"] = self._proto[self._prototypes.keys]
-            meta = {"format": INDEX_FORMAT, "fingerprint": self.model.fingerprint, "match": self.match,
+            meta = {"format": INDEX_FORMAT, "fingerprint": self.model.fingerprint, "rule": self.model.rule,
                     "generation": str(self._generation)}
             try:
                 atomic_write(self.index_path, lambda tmp: save_file(arrays, str(tmp), meta))
@@ -314,12 +314,25 @@ class Gallery:
                 source, data = f"image {i}", image
             elif isinstance(image, (str, os.PathLike)):
                 source, data = str(image), read_bytes(image)
+            elif isinstance(image, np.ndarray):
+                prepared.append(self._model_input(image, f"array {i}"))
+                continue
             else:
-                raise FewShotError(f"image {i} is a {type(image).__name__}; pass PNG/JPEG bytes or a file path")
+                raise FewShotError(f"image {i} is a {type(image).__name__}; pass PNG/JPEG bytes, a file path or "
+                                   f"a model input array")
             prepared.append(prepare_image(data, self.model.preprocessing, source))
         if not prepared:
             raise FewShotError("no images given; pass at least one PNG or JPEG image")
         return prepared
+
+    def _model_input(self, array: np.ndarray, source: str) -> PreparedImage:
+        """An array that already is a model input: uint8 ``[channels, size, size]``, as the model sees images."""
+        pre = self.model.preprocessing
+        shape = (pre.channels, pre.size, pre.size)
+        if array.dtype != np.uint8 or array.shape != shape:
+            raise FewShotError(f"{source} is a {array.dtype} array of shape {array.shape}; a model input is uint8 of "
+                               f"shape {shape} (or pass the encoded image)")
+        return PreparedImage(np.ascontiguousarray(array), source)
 
     def _embed(self, prepared: list[PreparedImage]) -> tuple[np.ndarray, GalleryModel]:
         model = self.model
@@ -382,10 +395,14 @@ class Gallery:
 
     # -- recognising -----------------------------------------------------------------------------------------
 
-    def recognise(self, images: Sequence[ImageInput], top: int = 1) -> list[Recognition]:
-        """For each image: its class or unknown, the distance, threshold, margin and the ``top`` classes."""
+    def recognise(self, images: Sequence[ImageInput], top: int = 1, match: str | None = None) -> list[Recognition]:
+        """For each image: its class or unknown, the distance, threshold, margin and the ``top`` classes.
+
+        ``match`` overrides the gallery's match mode for this call (``prototype`` or ``example``).
+        """
         if isinstance(top, bool) or not isinstance(top, int) or top < 1:
             raise FewShotError(f"top must be a positive integer, got {top!r}")
+        match = self.match if match is None else check_match(self.model.method, match)
         prepared = self._prepare(images)
         queries, model = self._embed(prepared)
         with self._lock:
@@ -395,16 +412,19 @@ class Gallery:
             if not self._names:
                 raise FewShotError(f"{self.path} has no classes yet; add some with "
                                    f"`fewshot gallery add {self.path} --name NAME IMAGE...`")
-            ranked = self._rank(queries, max(top, 2))
-            calibration = self._calibration
+            ranked = self._rank(queries, max(top, 2), match)
+            calibration = self._calibration if self._calibration and self._calibration.match == match else None
             threshold = calibration.threshold if calibration else None
-            notes = self._answer_notes()
+            notes = self._answer_notes(match)
         return [decide(p.source, r, top, threshold, p.notes + notes) for p, r in zip(prepared, ranked)]
 
-    def _answer_notes(self) -> list[str]:
+    def _answer_notes(self, match: str) -> list[str]:
         calibration = self._calibration
         if calibration is None:
             return ["uncalibrated: no query is called unknown; run `fewshot gallery calibrate` to set the threshold"]
+        if calibration.match != match:
+            return [f"uncalibrated for {match} matching (the calibration is for {calibration.match}); no query is "
+                    f"called unknown"]
         classes = len(self._names)
         if classes > 2 * max(calibration.n_way, 1) or classes < calibration.n_way / 2:
             return [(f"calibrated at {calibration.n_way} classes; the gallery now holds {classes}: recalibrate for "
@@ -412,11 +432,11 @@ class Gallery:
         return []
 
     @torch.inference_mode()
-    def _rank(self, queries: np.ndarray, want: int) -> list[list[Match]]:
+    def _rank(self, queries: np.ndarray, want: int, match: str) -> list[list[Match]]:
         """Classes nearest first (at least ``want`` where the gallery has them) for each query."""
         method = self.model.method
         out = []
-        if self._prototypes is not None and self.match == "prototype":
+        if match == "prototype":
             fetch = want + (8 if not self._prototypes.approximate else 2 * want + 16)
             keys, _ = self._prototypes.search(queries, fetch)
             for query, row in zip(queries, keys):
@@ -433,14 +453,14 @@ class Gallery:
             owners = self._class_of[examples]
             _, first = np.unique(owners, return_index=True)
             classes = owners[np.sort(first)]
-            if self.match == "pairs":
+            if match == "pairs":
                 classes = classes[:max(want, PAIRS_RERANK_CLASSES)]
                 examples = np.concatenate([np.array(self._members[int(c)], np.int64) for c in classes])
                 owners = self._class_of[examples]
             labels = torch.from_numpy(np.searchsorted(np.sort(classes), owners))
             ordered = np.sort(classes)
             support = torch.from_numpy(self._examples.vectors(examples))
-            scores = class_scores(method, self.match, support, labels, torch.from_numpy(query[None]), len(ordered))[0]
+            scores = class_scores(method, match, support, labels, torch.from_numpy(query[None]), len(ordered))[0]
             out.append(self._matches(ordered, scores, want))
         return out
 
@@ -458,7 +478,7 @@ class Gallery:
 
     def calibrate(self, dataset: ImageDataset, *, target: float = 0.01, way: int | None = None,
                   shot: int | None = None, queries: int = 5, unknown: int = 5, episodes: int = 600, seed: int = 0,
-                  progress: bool = False) -> Calibration:
+                  match: str | None = None, progress: bool = False) -> Calibration:
         """Choose the unknown threshold on ``dataset``, classes the model never trained on, and store it.
 
         ``way`` and ``shot`` default to the gallery's classes and mean examples per class, capped at
@@ -477,7 +497,8 @@ class Gallery:
             smallest = int(np.bincount(labels).min())
             shot = min(max(1, round(n_examples / n_classes)) if n_classes else 1, max(1, smallest - queries))
         embeddings = torch.from_numpy(self.model.embed(dataset.images.numpy()))
-        method, match = self.model.method, self.match
+        method = self.model.method
+        match = self.match if match is None else check_match(method, match)
 
         def scores(support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, n_way: int) -> torch.Tensor:
             with torch.inference_mode():
@@ -486,7 +507,7 @@ class Gallery:
         result = calibrate(embeddings, labels, scores, target=target, n_way=way, k_shot=shot, n_query=queries,
                            n_unknown=unknown, episodes=episodes, seed=seed, progress=progress)
         result.dataset, result.gallery_classes = dataset.name, n_classes
-        result.fingerprint, result.created = self.model.fingerprint, time.time()
+        result.fingerprint, result.created, result.match = self.model.fingerprint, time.time(), match
         with self._lock:
             self._store.set_calibration(self.model.fingerprint, json.dumps(result.to_dict()))
             self.refresh()
@@ -566,7 +587,7 @@ class Gallery:
                 "classes": n_classes, "examples": n_examples,
                 "index": "HNSW (approximate)" if self._examples.approximate else "flat (exact)",
                 "calibration": calibration.to_dict() if calibration else None,
-                "notes": self._answer_notes() + ([self.index_note] if self.index_note else []),
+                "notes": self._answer_notes(self.match) + ([self.index_note] if self.index_note else []),
             }
 
     def check(self) -> str:
