@@ -166,6 +166,7 @@ class Gallery:
         self._prototypes = VectorIndex(self.dim, self.metric) if self.model.rule == "prototype" else None
         self._class_of = np.full(0, -1, np.int64)
         self._proto = np.zeros((0, self.dim), np.float32)
+        self._sums: dict[int, np.ndarray] = {}
 
     def _rebuild(self) -> None:
         """The index and class tables from the SQLite file alone."""
@@ -185,6 +186,7 @@ class Gallery:
                     for c, total, n in zip(classes[order][starts].tolist(), partial, np.diff([*starts, len(ids)])):
                         sums[c] = sums[c] + total if c in sums else total
                         counts[c] = counts.get(c, 0) + int(n)
+            self._sums = sums
             if sums:
                 keys = np.array(sorted(sums), np.int64)
                 self._set_prototypes(keys, np.stack([sums[k] / counts[k] for k in keys.tolist()]).astype(np.float32))
@@ -220,6 +222,7 @@ class Gallery:
         alive = self._examples.alive
         self._set_class(self._examples.keys[alive], arrays["examples.classes"][alive])
         self._prototypes, self._proto = None, np.zeros((0, self.dim), np.float32)
+        self._sums = {}
         if self.model.rule == "prototype":
             self._prototypes = VectorIndex.from_arrays(arrays, "prototypes", self.dim, self.metric)
             live = self._prototypes.alive
@@ -271,6 +274,7 @@ class Gallery:
                 for i, c in zip(added, classes.tolist()):
                     self._members.setdefault(c, []).append(i)
             removed = [c.example_id for c in changes if c.op == "remove" and c.example_id in self._examples]
+            removed_from = {int(self._class_of[i]) for i in removed}
             if removed:
                 self._examples.remove(np.array(removed, np.int64))
                 for i in removed:
@@ -285,21 +289,39 @@ class Gallery:
             new_classes = {c.class_id for c in changes if c.op == "add"} - set(self._names) - dropped
             self._names.update(self._store.class_names(sorted(new_classes)))
             if self._prototypes is not None:
-                touched = sorted({c.class_id for c in changes})
-                self._prototypes.remove(np.array(touched, np.int64))
-                alive = [c for c in touched if self._members.get(c)]
-                if alive:
-                    vectors = []
-                    for c in alive:
-                        rows = self._store.embeddings_of(self._members[c], self.dim)
-                        vectors.append(np.stack([rows[i] for i in self._members[c]]).astype(np.float64).sum(0)
-                                       / len(rows))
-                    self._set_prototypes(np.array(alive, np.int64), np.stack(vectors).astype(np.float32))
+                self._update_prototypes(changes, stored, removed_from | dropped)
             stored_calibration = self._store.calibration()
             self._calibration = None
             if stored_calibration and stored_calibration[0] == self.model.fingerprint:
                 self._calibration = Calibration.from_dict(json.loads(stored_calibration[1]))
             self._generation = self._calibration_generation = generation
+
+    def _update_prototypes(self, changes: list, added: dict[int, np.ndarray], shrunk: set[int]) -> None:
+        """Prototypes of the classes ``changes`` touched: running float64 sums over a class's examples (exact
+        for float32 inputs in practice), read again from SQLite for classes that lost examples."""
+        for c in shrunk:
+            self._sums.pop(c, None)
+        new: dict[int, list[int]] = {}
+        for change in changes:
+            if change.op == "add" and change.example_id in added:
+                new.setdefault(change.class_id, []).append(change.example_id)
+        touched = sorted({c.class_id for c in changes})
+        self._prototypes.remove(np.array(touched, np.int64))
+        keys, vectors = [], []
+        for c in touched:
+            members = self._members.get(c)
+            if not members:
+                self._sums.pop(c, None)
+                continue
+            if c in self._sums and new.get(c):
+                self._sums[c] = self._sums[c] + np.stack([added[i] for i in new[c]]).astype(np.float64).sum(0)
+            elif c not in self._sums:
+                rows = self._store.embeddings_of(members, self.dim)
+                self._sums[c] = np.stack([rows[i] for i in members]).astype(np.float64).sum(0)
+            keys.append(c)
+            vectors.append(self._sums[c] / len(members))
+        if keys:
+            self._set_prototypes(np.array(keys, np.int64), np.stack(vectors).astype(np.float32))
 
     # -- images ----------------------------------------------------------------------------------------------
 
