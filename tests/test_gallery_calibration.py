@@ -7,7 +7,7 @@ import torch
 
 from fewshot.errors import FewShotError
 from fewshot.gallery.calibration import calibrate, threshold_for
-from fewshot.gallery.index import VectorIndex
+from fewshot.gallery.index import VectorIndex, read_index_files, write_index_files
 from fewshot.methods.base import class_means
 
 
@@ -85,13 +85,19 @@ def test_approximate_index_recall_against_exact_search(metric):
     assert not np.isin(again, removed).any() and (again >= 0).all()
 
 
-def test_index_round_trip_and_compaction():
+def test_index_round_trip_and_compaction(tmp_path):
     vectors = np.random.default_rng(0).standard_normal((2000, 8)).astype(np.float32)
     index = VectorIndex(8)
     index.add(np.arange(2000), vectors)
     index.remove(np.arange(0, 1600))  # past a quarter dead: compacted
     assert index.dead == 0 and len(index) == 400
-    copy = VectorIndex.from_arrays(index.to_arrays("x"), "x", 8, "l2")
+    path = tmp_path / "x.index"
+    write_index_files(path, {"x": index}, {"extra": np.arange(3)}, {"generation": "7"})
+    write_index_files(path, {"x": index}, {"extra": np.arange(3)}, {"generation": "8"})
+    assert len(list(tmp_path.glob("x.index.*.faiss"))) == 1  # the first save's file is gone
+    indexes, arrays = read_index_files(path, 8, "l2")
+    copy = indexes["x"]
+    assert (arrays["extra"] == np.arange(3)).all()
     a, da = index.search(vectors[:20], 3)
     b, db = copy.search(vectors[:20], 3)
     assert (a == b).all() and (da == db).all() and (a >= 1600).all()

@@ -48,7 +48,8 @@ def test_cli_from_a_folder_to_answers(tmp_path, proto_run, shapes, capsys):
     code, out, _ = run_cli(capsys, "gallery", "info", path, "--json")
     info = json.loads(out)
     assert info["classes"] == 6 and info["examples"] == 12 and info["calibration"]["episodes"] == 600
-    assert info["calibration"]["n_way"] == 2 and "calibrated at 2 classes; the gallery now holds 6" in info["notes"][0]
+    assert info["calibration"]["n_way"] == 2 and info["calibration"]["gallery_classes"] == 6
+    assert "calibrated at 2 classes; the gallery now holds 6" in info["notes"][0]
     code, out, _ = run_cli(capsys, "gallery", "recognise", path, *queries[:3], "--json")
     assert all(a["calibrated"] and a["threshold"] == info["calibration"]["threshold"] for a in json.loads(out))
     code, out, _ = run_cli(capsys, "gallery", "remove", path, "--name", "sym12")

@@ -9,3 +9,11 @@ a traceback.
 
 class FewShotError(ValueError):
     """A user-facing error: the message says what is wrong and how to fix it."""
+
+
+class NotFoundError(FewShotError):
+    """What was asked for (a class, an example, a file) does not exist."""
+
+
+class BusyError(FewShotError):
+    """Another process holds the resource (a gallery being written); waiting did not help. Try again later."""

@@ -199,7 +199,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         return p
 
     p = command("create", _create, "create an empty gallery bound to a trained run")
-    p.add_argument("--run", dest="run_dir", required=True, metavar="RUN", help="run directory of `fewshot train`")
+    p.add_argument("--run", dest="run_dir", metavar="RUN",
+                   help="run directory of `fewshot train` (default: the packaged Omniglot model)")
     p.add_argument("--match", help="prototype (nearest class mean, default) or example (nearest stored example), "
                                    "for protonet, metric and triplet runs; siamese runs match by pairs")
 

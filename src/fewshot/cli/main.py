@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from fewshot import __version__
-from fewshot.cli import datasets, embed, evaluate, gallery, plot, train, verify
+from fewshot.cli import datasets, embed, evaluate, gallery, plot, serve, train, verify
 from fewshot.errors import FewShotError
 
-COMMANDS = (train, evaluate, embed, datasets, plot, verify, gallery)
+COMMANDS = (train, evaluate, embed, datasets, plot, verify, gallery, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,20 +24,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.numpy import load_file, save_file
+from safetensors import SafetensorError
 
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.imageio import read_bytes
-from fewshot.errors import FewShotError
-from fewshot.files import atomic_write
+from fewshot.errors import FewShotError, NotFoundError
 from fewshot.gallery.calibration import Calibration, calibrate
 from fewshot.gallery.decision import MATCHES, Match, Recognition, check_match, class_scores, decide, search_metric
 from fewshot.gallery.images import PreparedImage, prepare_image
-from fewshot.gallery.index import EXACT_UP_TO, VectorIndex
+from fewshot.gallery.index import (
+    EXACT_UP_TO,
+    VectorIndex,
+    read_index_files,
+    read_index_metadata,
+    remove_index_files,
+    write_index_files,
+)
 from fewshot.gallery.model import GalleryModel
 from fewshot.gallery.names import check_class_name
 from fewshot.gallery.storage import WRITE_TIMEOUT, GalleryStore, NewExample
+from fewshot.pretrained import CALIBRATION_FILE, model_dir
 
 INDEX_SUFFIX = ".index"
 INDEX_FORMAT = "1"
@@ -90,19 +96,30 @@ class Gallery:
     # -- opening -------------------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, run: str | os.PathLike | GalleryModel, *, match: str | None = None,
-               device: torch.device | str = "cpu") -> Gallery:
+    def create(cls, path: str | os.PathLike, run: str | os.PathLike | GalleryModel | None = None, *,
+               match: str | None = None, device: torch.device | str = "cpu") -> Gallery:
         """A new, empty gallery at ``path`` bound to the model of ``run`` (a run directory).
 
+        Without ``run``, the packaged Omniglot model (:mod:`fewshot.pretrained`) with its calibration.
         ``match``: ``prototype`` (default for ProtoNet, metric, triplet) or ``example`` (nearest stored
         example); Siamese runs match by ``pairs``.
         """
+        packaged = run is None
+        if packaged:
+            run = model_dir()
         model = run if isinstance(run, GalleryModel) else GalleryModel.from_run(run, device)
         match = check_match(model.method, match)
         meta = {"match": match, "preprocessing": json.dumps(model.preprocessing.to_dict())}
         store = GalleryStore.create(path, meta, (model.config_text, model.weights, model.fingerprint, model.source))
-        Path(str(path) + INDEX_SUFFIX).unlink(missing_ok=True)
-        return cls(store, model)
+        remove_index_files(Path(str(path) + INDEX_SUFFIX))
+        gallery = cls(store, model)
+        calibration = model_dir() / CALIBRATION_FILE
+        if packaged and calibration.exists():
+            stored = Calibration.from_dict(json.loads(calibration.read_text()))
+            if stored.fingerprint == model.fingerprint and stored.match == match:
+                gallery._store.set_calibration(model.fingerprint, json.dumps(stored.to_dict()))
+                gallery.refresh()
+        return gallery
 
     @classmethod
     def open(cls, path: str | os.PathLike, run: str | os.PathLike | None = None, *,
@@ -210,21 +227,20 @@ class Gallery:
         self._prototypes.add(keys, vectors)
 
     def _read_index_file(self) -> None:
-        with safe_open(str(self.index_path), framework="np") as f:
-            meta = f.metadata() or {}
+        meta = read_index_metadata(self.index_path)
         expected = {"format": INDEX_FORMAT, "fingerprint": self.model.fingerprint, "rule": self.model.rule}
         if any(meta.get(k) != v for k, v in expected.items()) or int(meta.get("generation", -1)) > \
                 self._store.generation():
             raise ValueError("it was made for another model, format or state of the gallery")
-        arrays = load_file(str(self.index_path))
-        self._examples = VectorIndex.from_arrays(arrays, "examples", self.dim, self.metric)
+        indexes, arrays = read_index_files(self.index_path, self.dim, self.metric)
+        self._examples = indexes["examples"]
         self._class_of = np.full(0, -1, np.int64)
         alive = self._examples.alive
         self._set_class(self._examples.keys[alive], arrays["examples.classes"][alive])
         self._prototypes, self._proto = None, np.zeros((0, self.dim), np.float32)
         self._sums = {}
         if self.model.rule == "prototype":
-            self._prototypes = VectorIndex.from_arrays(arrays, "prototypes", self.dim, self.metric)
+            self._prototypes = indexes["prototypes"]
             live = self._prototypes.alive
             keys = self._prototypes.keys[live]
             self._proto = np.zeros((int(keys.max()) + 1 if len(keys) else 0, self.dim), np.float32)
@@ -232,19 +248,19 @@ class Gallery:
         self._generation = self._saved_generation = int(meta["generation"])
 
     def save_index(self) -> None:
-        """Write the index file (atomically) if the gallery changed since it was last written."""
+        """Write the index files (atomically) if the gallery changed since they were last written."""
         with self._lock:
             if self._generation == self._saved_generation:
                 return
-            arrays = self._examples.to_arrays("examples")
-            arrays["examples.classes"] = self._class_of[self._examples.keys]
+            indexes = {"examples": self._examples}
+            arrays = {"examples.classes": self._class_of[self._examples.keys]}
             if self._prototypes is not None:
-                arrays.update(self._prototypes.to_arrays("prototypes"))
+                indexes["prototypes"] = self._prototypes
                 arrays["prototypes.vectors"] = self._proto[self._prototypes.keys]
             meta = {"format": INDEX_FORMAT, "fingerprint": self.model.fingerprint, "rule": self.model.rule,
                     "generation": str(self._generation)}
             try:
-                atomic_write(self.index_path, lambda tmp: save_file(arrays, str(tmp), meta))
+                write_index_files(self.index_path, indexes, arrays, meta)
             except OSError as error:
                 self.index_note = f"could not write the index file {self.index_path} ({error.strerror}); " \
                                   f"it will be rebuilt on the next open"
@@ -395,7 +411,7 @@ class Gallery:
         with self._lock:
             class_id = self._store.class_id(name)
             if class_id is None:
-                raise FewShotError(f"{self.path} has no class named {name!r}; `fewshot gallery list {self.path}` "
+                raise NotFoundError(f"{self.path} has no class named {name!r}; `fewshot gallery list {self.path}` "
                                    f"shows its classes")
             removed = self._store.remove_class(class_id)
             self.refresh()
@@ -406,7 +422,7 @@ class Gallery:
         with self._lock:
             stored = self._store.image(int(example_id))
             if stored is None:
-                raise FewShotError(f"{self.path} has no example {example_id}; `fewshot gallery list {self.path} "
+                raise NotFoundError(f"{self.path} has no example {example_id}; `fewshot gallery list {self.path} "
                                    f"--examples` shows the example ids")
             class_id = stored[1]
             last = len(self._store.examples_of(class_id)) == 1
@@ -445,10 +461,10 @@ class Gallery:
         if calibration is None:
             return ["uncalibrated: no query is called unknown; run `fewshot gallery calibrate` to set the threshold"]
         if calibration.match != match:
-            return [f"uncalibrated for {match} matching (the calibration is for {calibration.match}); no query is "
-                    f"called unknown"]
+            return [(f"uncalibrated for {match} matching (the calibration is for {calibration.match}); no query "
+                     f"is called unknown")]
         classes = len(self._names)
-        if classes > 2 * max(calibration.n_way, 1) or classes < calibration.n_way / 2:
+        if classes > 2 * max(calibration.n_way, 1):  # more classes, more false accepts at one threshold
             return [(f"calibrated at {calibration.n_way} classes; the gallery now holds {classes}: recalibrate for "
                     f"the stated false-accept rate")]
         return []
@@ -583,7 +599,7 @@ class Gallery:
         with self._lock:
             class_id = self._store.class_id(name)
             if class_id is None:
-                raise FewShotError(f"{self.path} has no class named {name!r}")
+                raise NotFoundError(f"{self.path} has no class named {name!r}")
             return self._store.examples_of(class_id)
 
     def example_pixels(self, example_id: int) -> np.ndarray:
@@ -591,7 +607,7 @@ class Gallery:
         with self._lock:
             stored = self._store.image(int(example_id))
         if stored is None:
-            raise FewShotError(f"{self.path} has no example {example_id}")
+            raise NotFoundError(f"{self.path} has no example {example_id}")
         pre = self.model.preprocessing
         return np.frombuffer(stored[0], np.uint8).reshape(pre.channels, pre.size, pre.size)
 

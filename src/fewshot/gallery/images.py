@@ -18,6 +18,8 @@ from fewshot.errors import FewShotError
 #: Datasets of strokes (drawings, digits): their models see bright strokes on a dark background.
 STROKE_DATASETS = ("omniglot", "mnist")
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+#: Larger images are refused before decoding (decompression bombs): 64 megapixels.
+MAX_PIXELS = 8192 * 8192
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,14 @@ def prepare_image(data: bytes, preprocessing: Preprocessing, source: str = "imag
     notes: list[str] = []
     try:
         with Image.open(io.BytesIO(data)) as image:
-            mode = image.mode
-            transparent = mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+            mode, (width, height) = image.mode, image.size
+            transparent = "transparency" in image.info or (
+                mode in ("RGBA", "LA", "PA") and image.getchannel("A").getextrema()[0] < 255)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        mode, transparent = "", False  # decode_image raises the error that names the file
+        mode, transparent, width, height = "", False, 0, 0  # decode_image raises the error that names the file
+    if width * height > MAX_PIXELS:
+        raise FewShotError(f"{source} is {width} x {height} pixels, over the limit of {MAX_PIXELS:,}; "
+                           f"send a smaller image (the model reads {preprocessing.size} x {preprocessing.size})")
     if transparent:
         data = _on_white(data, source)
         notes.append("transparent background drawn on white")

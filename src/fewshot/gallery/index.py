@@ -11,15 +11,42 @@ L2-normalised vectors (``ip``), which rank like cosine distance.
 """
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
 import faiss
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
 
-#: Sizes from which the approximate index is used; measured in ``benchmarks/gallery_scale.py``.
-EXACT_UP_TO = 20_000
+from fewshot.files import atomic_write
+
+#: Above this many entries the approximate index is used. Measured in ``benchmarks/gallery_scale.py``
+#: (docs/benchmarks.md): one exact search takes 0.2 ms at 10k entries and 2.3 ms at 100k on a 2-core
+#: CPU, an HNSW search about 0.15 ms at any of these sizes, so they cross near 10k.
+EXACT_UP_TO = 10_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 96
 _COMPACT_FRACTION = 0.25
+#: Searches and adds of fewer vectors run on one thread: waking FAISS's OpenMP threads right after PyTorch's
+#: (which spin a while after each parallel region) costs milliseconds, the search itself microseconds.
+_PARALLEL_FROM = 32
+
+
+@contextlib.contextmanager
+def _threads(n_queries: int) -> Iterator[None]:
+    if n_queries >= _PARALLEL_FROM:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 class VectorIndex:
@@ -69,7 +96,8 @@ class VectorIndex:
             return
         self.remove(keys[[k in self for k in keys]])
         start = len(self.keys)
-        self.faiss.add(self._prepare(vectors))
+        with _threads(len(keys)):
+            self.faiss.add(self._prepare(vectors))
         self.keys = np.concatenate([self.keys, keys])
         self.alive = np.concatenate([self.alive, np.ones(len(keys), bool)])
         top = int(keys.max()) + 1
@@ -124,7 +152,8 @@ class VectorIndex:
         fetch = min(len(self.keys), k + min(self.dead, 4 * k + 16))
         pending = np.arange(n)
         while len(pending):
-            distances, positions = self.faiss.search(queries[pending], fetch)
+            with _threads(len(pending)):
+                distances, positions = self.faiss.search(queries[pending], fetch)
             retry = []
             for row, query in enumerate(pending):
                 found = positions[row][positions[row] >= 0]
@@ -141,23 +170,64 @@ class VectorIndex:
         return out_keys, out_dist
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
-        """The index as named arrays (for a safetensors file)."""
-        return {f"{prefix}.faiss": faiss.serialize_index(self.faiss), f"{prefix}.keys": self.keys,
-                f"{prefix}.alive": self.alive.astype(np.uint8)}
+        """Keys and liveness as named arrays (the FAISS index itself goes to its own file)."""
+        return {f"{prefix}.keys": self.keys, f"{prefix}.alive": self.alive.astype(np.uint8)}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str, dim: int, metric: str) -> VectorIndex:
-        """The index :meth:`to_arrays` wrote; ``ValueError`` if the arrays do not fit together."""
-        index = cls.__new__(cls)
-        index.dim, index.metric = dim, metric
-        index.faiss = faiss.deserialize_index(np.ascontiguousarray(arrays[f"{prefix}.faiss"]))
-        index.approximate = not isinstance(index.faiss, faiss.IndexFlat)
-        index.keys = np.ascontiguousarray(arrays[f"{prefix}.keys"], np.int64)
-        index.alive = arrays[f"{prefix}.alive"].astype(bool)
-        if index.faiss.d != dim or index.faiss.ntotal != len(index.keys) or len(index.alive) != len(index.keys):
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str, dim: int, metric: str,
+                    index: faiss.Index) -> VectorIndex:
+        """The index :meth:`to_arrays` and :func:`write_index_files` wrote; ``ValueError`` if the parts do not fit."""
+        self = cls.__new__(cls)
+        self.dim, self.metric, self.faiss = dim, metric, index
+        self.approximate = not isinstance(index, faiss.IndexFlat)
+        self.keys = np.ascontiguousarray(arrays[f"{prefix}.keys"], np.int64)
+        self.alive = arrays[f"{prefix}.alive"].astype(bool)
+        if index.d != dim or index.ntotal != len(self.keys) or len(self.alive) != len(self.keys):
             raise ValueError("index arrays do not fit together")
-        live = index.keys[index.alive]
-        index.position = np.full(int(live.max()) + 1 if len(live) else 0, -1, np.int64)
-        index.position[live] = np.flatnonzero(index.alive)
-        index.dead = int((~index.alive).sum())
-        return index
+        live = self.keys[self.alive]
+        self.position = np.full(int(live.max()) + 1 if len(live) else 0, -1, np.int64)
+        self.position[live] = np.flatnonzero(self.alive)
+        self.dead = int((~self.alive).sum())
+        return self
+
+
+def write_index_files(path: Path, indexes: dict[str, VectorIndex], arrays: dict[str, np.ndarray],
+                      metadata: dict[str, str]) -> None:
+    """Save indexes as ``PATH`` (safetensors: ``arrays``, each index's keys, ``metadata``) and one FAISS file
+    per index, ``PATH.<token>.<name>.faiss``; each file is written atomically, ``PATH`` last, so a reader
+    finds either the old set or the new one. FAISS files of earlier saves are then deleted."""
+    token = uuid.uuid4().hex[:12]
+    for name, index in indexes.items():
+        atomic_write(_faiss_path(path, token, name), lambda tmp, index=index: faiss.write_index(index.faiss, str(tmp)))
+        arrays.update(index.to_arrays(name))
+    atomic_write(path, lambda tmp: save_file(arrays, str(tmp), {**metadata, "token": token,
+                                                                "indexes": ",".join(indexes)}))
+    for old in path.parent.glob(f"{path.name}.*.faiss"):
+        if not old.name.startswith(f"{path.name}.{token}."):
+            old.unlink(missing_ok=True)
+
+
+def read_index_metadata(path: Path) -> dict[str, str]:
+    with safe_open(str(path), framework="np") as f:
+        return f.metadata() or {}
+
+
+def read_index_files(path: Path, dim: int, metric: str) -> tuple[dict[str, VectorIndex], dict[str, np.ndarray]]:
+    """The indexes and other arrays :func:`write_index_files` saved at ``path``."""
+    metadata = read_index_metadata(path)
+    arrays = load_file(str(path))
+    indexes = {}
+    for name in filter(None, metadata.get("indexes", "").split(",")):
+        index = faiss.read_index(str(_faiss_path(path, metadata["token"], name)))
+        indexes[name] = VectorIndex.from_arrays(arrays, name, dim, metric, index)
+    return indexes, arrays
+
+
+def remove_index_files(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    for old in path.parent.glob(f"{path.name}.*.faiss"):
+        old.unlink(missing_ok=True)
+
+
+def _faiss_path(path: Path, token: str, name: str) -> Path:
+    return path.with_name(f"{path.name}.{token}.{name}.faiss")

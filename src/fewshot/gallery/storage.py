@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewshot.errors import FewShotError
+from fewshot.errors import BusyError, FewShotError
 
 FORMAT_VERSION = 1
 APPLICATION_ID = 0x46534731  # "FSG1": a fewshot gallery
@@ -360,7 +360,7 @@ def _translate(error: sqlite3.Error, path: Path, timeout: float | None = None) -
     message = str(error).lower()
     if "locked" in message or "busy" in message:
         waited = f" (waited {timeout:g} s)" if timeout is not None else ""
-        return FewShotError(f"another process is writing to {path}{waited}; try again when it has finished")
+        return BusyError(f"another process is writing to {path}{waited}; try again when it has finished")
     if "full" in message:
         return FewShotError(f"the disk holding {path} is full; nothing of this change was stored. Free some space "
                             f"and try again")
