@@ -122,7 +122,7 @@ def measure(gallery: Gallery, images: torch.Tensor, names: list[str], labels: np
     for i in range(REGISTRATIONS):
         gallery.remove_class(f"new-{size}-{i}")
     return {
-        "examples": len(live), "classes": len(names), "index": gallery.info()["index"],
+        "examples": len(live), "classes": gallery.info()["classes"], "index": gallery.info()["index"],
         "recall_at_1_vs_exact": recall, "top1_accuracy_nearest_example": accuracy,
         "recognise_nearest_example": percentiles(by_example),
         "recognise_nearest_prototype": percentiles(by_prototype),
