@@ -212,8 +212,9 @@ def main() -> None:
         t = time.perf_counter()
         gallery.close()
         figures["save_index_s"] = round(time.perf_counter() - t, 2)
+        index_files = [Path(str(path) + ".index"), *path.parent.glob(path.name + ".index.*.faiss")]
         figures["file_mb"] = {"sqlite": round(path.stat().st_size / 2**20, 1),
-                              "index": round(Path(str(path) + ".index").stat().st_size / 2**20, 1)}
+                              "index": round(sum(f.stat().st_size for f in index_files) / 2**20, 1)}
         figures["reopen"] = reopen(path, query, work)
         result["sizes"][str(target)] = figures
         print(json.dumps({str(target): figures}), file=sys.stderr, flush=True)

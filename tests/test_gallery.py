@@ -382,3 +382,29 @@ def test_model_input_arrays_and_a_match_mode_per_call(gallery, shapes):
         distance.matrix(torch.from_numpy(q), torch.from_numpy(stored.mean(0, keepdims=True))).item(), rel=1e-4)
     with pytest.raises(FewShotError, match="matches by prototype or example, not 'pairs'"):
         gallery.recognise(query, match="pairs")
+
+
+def test_the_packaged_model_is_the_default_and_comes_calibrated(tmp_path):
+    from conftest import omniglot_png
+
+    with Gallery.create(tmp_path / "d.gallery") as g:
+        assert g.model.config.dataset == "omniglot" and g.model.preprocessing.strokes
+        calibration = g.calibration
+        assert calibration is not None and calibration.n_way == 20 and calibration.target_false_accept == 0.01
+        g.add("one", [omniglot_png(1, size=105)])
+        g.add("two", [omniglot_png(2, size=105)])
+        answer = g.recognise([omniglot_png(1, size=105)])[0]
+        assert answer.name == "one" and answer.calibrated and answer.threshold == calibration.threshold
+        assert "inverted to bright strokes on dark, as the model was trained" in answer.notes
+
+
+def test_the_default_gallery_lives_in_the_user_data_directory(monkeypatch, tmp_path):
+    from fewshot.cli.serve import default_gallery_path, is_loopback
+
+    monkeypatch.delenv("FEWSHOT_GALLERY", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_gallery_path() == tmp_path / "fewshot" / "default.gallery"
+    monkeypatch.setenv("FEWSHOT_GALLERY", str(tmp_path / "mine.gallery"))
+    assert default_gallery_path() == tmp_path / "mine.gallery"
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.org")

@@ -25,7 +25,7 @@ from fewshot.files import atomic_write
 
 #: Above this many entries the approximate index is used. Measured in ``benchmarks/gallery_scale.py``
 #: (docs/benchmarks.md): one exact search takes 0.2 ms at 10k entries and 2.3 ms at 100k on a 2-core
-#: CPU, an HNSW search about 0.15 ms at any of these sizes, so they cross near 10k.
+#: CPU, beside 2 ms for a whole answer through HNSW at 100k or 1M.
 EXACT_UP_TO = 10_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64

@@ -29,6 +29,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from fewshot.errors import BusyError, FewShotError, NotFoundError
@@ -115,6 +116,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def fewshot_error(request: Request, error: FewShotError) -> JSONResponse:
         status = 404 if isinstance(error, NotFoundError) else 503 if isinstance(error, BusyError) else 400
         return JSONResponse({"error": str(error)}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": f"{error.detail}: {request.method} {request.url.path}"},
+                            status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
