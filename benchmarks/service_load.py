@@ -69,10 +69,11 @@ def build_gallery(path: Path, model: GalleryModel, images: torch.Tensor, labels:
 
 
 class Server:
-    def __init__(self, gallery: Path, port: int) -> None:
+    def __init__(self, gallery: Path, port: int, workers: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen([sys.executable, "-m", "fewshot", "serve", "--gallery", str(gallery),
-                                         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                         "--port", str(port), "--workers", str(workers)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -82,8 +83,14 @@ class Server:
                 time.sleep(0.2)
         raise RuntimeError("the server did not start")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        self.process.send_signal(sig)
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+
+    def kill(self) -> None:
+        """SIGKILL the server and, with --workers, its worker processes (its process group's other members)."""
+        subprocess.run(["pkill", "-KILL", "-P", str(self.process.pid)], check=False)
+        self.process.kill()
         self.process.wait(60)
 
 
@@ -108,7 +115,7 @@ async def load(url: str, clients: int, seconds: float, queries: list[bytes], new
                 try:
                     if register:
                         name = f"{tag}-{k}-{i}"
-                        image = news[int(rng.integers(len(news)))]
+                        image = news.pop()  # each registration a drawing of its own
                         r = await http.post(f"/classes/{name}/examples", files=[("images", ("d.png", image, "image/png"))])
                     else:
                         image = queries[int(rng.integers(len(queries)))]
@@ -128,7 +135,7 @@ async def load(url: str, clients: int, seconds: float, queries: list[bytes], new
     async def killer() -> None:
         await asyncio.sleep(kill_after)
         killed[0] = True
-        server.process.send_signal(signal.SIGKILL)
+        server.kill()
 
     tasks = [client(k) for k in range(clients)] + ([killer()] if kill_after is not None else [])
     await asyncio.gather(*tasks)
@@ -168,6 +175,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--workers", type=int, default=1, help="fewshot serve --workers")
     parser.add_argument("--kill-seconds", type=float, default=30, help="length of the round with a SIGKILL halfway")
     args = parser.parse_args()
     model = GalleryModel.from_run(args.run or model_dir())
@@ -184,22 +192,23 @@ def main() -> None:
         build_s = time.perf_counter() - t
         rng = np.random.default_rng(0)
         queries = [png(p) for p in distorted(images[rng.choice(len(images), 500, replace=False)], 777)]
-        news = [png(p) for p in distorted(images[rng.choice(len(images), 500, replace=False)], 778)]
+        news = [png(p) for seed in range(8)
+                for p in distorted(images[rng.choice(len(images), 1000, replace=False)], 778 + seed)]
         port = free_port()
-        server = Server(path, port)
+        server = Server(path, port, args.workers)
         steady = asyncio.run(load(server.url, args.clients, args.seconds, queries, news, "steady"))
         server.stop()
-        server = Server(path, port)
+        server = Server(path, port, args.workers)
         steady["lost_after_restart"] = lost(server.url, steady["acknowledged"])
         kill = asyncio.run(load(server.url, args.clients, args.kill_seconds, queries, news, "kill",
                                 kill_after=args.kill_seconds / 2, server=server))
-        server = Server(path, port)
+        server = Server(path, port, args.workers)
         kill["lost_after_restart"] = lost(server.url, kill["acknowledged"])
         server.stop()
     for r in (steady, kill):
         r["acknowledged"] = len(r.pop("acknowledged"))
     print(json.dumps({"benchmark": "service_load", "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                      "torch": torch.__version__, "examples": args.examples, "build_gallery_s": round(build_s, 1),
+                      "torch": torch.__version__, "examples": args.examples, "workers": args.workers, "build_gallery_s": round(build_s, 1),
                       "steady": steady, "sigkill": kill}))
 
 

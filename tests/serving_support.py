@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,12 +26,13 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "fewshot", "serve", "--port", str(self.port), *map(str, args)]
-        self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        self.log = tempfile.NamedTemporaryFile(prefix="fewshot-serve.", suffix=".log", delete=False)
+        self.process = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
                                         env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"fewshot serve exited with {self.process.returncode}: {self.process.stdout.read()}")
+                raise RuntimeError(f"fewshot serve exited with {self.process.returncode}: {self.output()}")
             try:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
                     return
@@ -38,6 +40,10 @@ class Server:
                 time.sleep(0.2)
         self.kill()
         raise RuntimeError("fewshot serve did not answer /health within 60 s")
+
+    def output(self) -> str:
+        """What the server printed (a file, not a pipe: a full pipe would block the server)."""
+        return Path(self.log.name).read_text(errors="replace")
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -53,3 +59,5 @@ class Server:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(30)
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)

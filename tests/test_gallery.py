@@ -311,7 +311,8 @@ def test_a_gallery_is_bound_to_its_model(tmp_path, proto_run, shapes, tmp_path_f
     with pytest.raises(FewShotError, match=rf"bound to the model of {proto_run} .* not to that of {other}"):
         Gallery.open(path, other)
     with Gallery.open(path, proto_run) as g:
-        g._store.set_calibration(g.model.fingerprint, _fake_calibration(g))
+        with Gallery.open(path) as writer:  # another connection: g sees it at its next look
+            writer._store.set_calibration(g.model.fingerprint, _fake_calibration(g))
         assert g.calibration is not None
         assert g.reembed(other) == len(UNSEEN)
         assert g.calibration is None and g.model.source == str(other)
@@ -408,3 +409,18 @@ def test_the_default_gallery_lives_in_the_user_data_directory(monkeypatch, tmp_p
     assert default_gallery_path() == tmp_path / "mine.gallery"
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.org")
+
+
+def test_a_grayscale_image_for_an_rgb_model_is_converted_and_said_so(tmp_path, shapes):
+    from gallery_support import train_run
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+        run = train_run(shapes, tmp_path / "rgb", "protonet", "--channels", "3", "--n-way", "3", "--k-shot", "1",
+                        "--n-query", "2", steps=3)
+    with Gallery.create(tmp_path / "rgb.gallery", run) as g:
+        assert g.model.preprocessing.channels == 3
+        result = g.add("c10", class_images(shapes, 10)[:1])  # the folder's images are grayscale PNGs
+        notes = result.notes[str(class_images(shapes, 10)[0])]
+        assert "converted grayscale (L) to RGB: the model reads RGB images" in notes
+        assert g.example_pixels(result.example_ids[0]).shape == (3, 16, 16)

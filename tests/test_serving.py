@@ -40,12 +40,13 @@ def test_register_recognise_list_remove(server, shapes):
         assert r.status_code == 200 and not r.json()["created"] and len(r.json()["example_ids"]) == 2
         queries = [p for c in UNSEEN for p in class_images(shapes, c)[4:]]
         r = http.post("/recognise", files=[("images", (p.name, p.read_bytes(), "image/png")) for p in queries],
-                      data={"top": "3"})
+                      data={"top": "3", "drawings": "true"})
         results = r.json()["results"]
         truth = [f"c{c}" for c in UNSEEN for _ in class_images(shapes, c)[4:]]
         assert np.mean([a["name"] == t for a, t in zip(results, truth)]) > 2 / 6
         assert all(len(a["top"]) == 3 and a["drawing"].startswith("data:image/png;base64,") for a in results)
         one = http.post("/recognise", json={"images": [data_url(queries[0])]}).json()["results"][0]
+        assert one["drawing"] is None  # drawings only when asked for
         assert one["source"] == "images[0]" and one["distance"] == pytest.approx(results[0]["distance"], rel=1e-4)
         page = http.get("/classes", params={"offset": 2, "limit": 3}).json()
         assert page["total"] == 6 and [c["name"] for c in page["classes"]] == ["c12", "c13", "c14"]

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
+import json
 import os
 import sys
 from pathlib import Path
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fewshot.device import resolve_device
-    from fewshot.serving import Settings, create_app
+    from fewshot.serving import SETTINGS_ENV, Settings, create_app, open_gallery
 
     token = args.token or os.environ.get("FEWSHOT_TOKEN") or None
     if not is_loopback(args.host) and not token:
@@ -49,9 +51,17 @@ def run(args: argparse.Namespace) -> int:
     gallery = Path(args.gallery) if args.gallery else default_gallery_path()
     settings = Settings(gallery=str(gallery), run=args.run_dir, device=str(resolve_device(args.device)), token=token,
                         max_request_bytes=int(args.max_request_mb * 2**20), cors_origins=args.cors_origin or [])
+    if args.workers < 1:
+        raise FewShotError(f"--workers must be at least 1, got {args.workers}")
+    open_gallery(settings).close()  # created (or checked against --run) once, before any worker starts
     print(f"fewshot: serving {gallery} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=args.drain_seconds)
+    common = {"host": args.host, "port": args.port, "log_level": args.log_level,
+              "timeout_graceful_shutdown": args.drain_seconds}
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), **common)
+    else:
+        os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
+        uvicorn.run("fewshot.serving.app:app_from_environment", factory=True, workers=args.workers, **common)
     return 0
 
 
@@ -73,6 +83,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                                                "default: none)")
     parser.add_argument("--drain-seconds", type=int, default=10,
                         help="on SIGTERM, finish requests in flight for up to this long (default: 10)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes, each with the gallery open; writes are serialised by its file "
+                             "(default: 1)")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda (default: cpu)")
     parser.add_argument("--log-level", default="warning", help="uvicorn's log level (default: warning)")
     parser.set_defaults(run=run)

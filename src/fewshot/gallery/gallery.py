@@ -118,6 +118,7 @@ class Gallery:
             stored = Calibration.from_dict(json.loads(calibration.read_text()))
             if stored.fingerprint == model.fingerprint and stored.match == match:
                 gallery._store.set_calibration(model.fingerprint, json.dumps(stored.to_dict()))
+                gallery._data_version = None
                 gallery.refresh()
         return gallery
 
@@ -176,6 +177,7 @@ class Gallery:
                 self._members[int(self._class_of[group[0]])] = sorted(group.tolist())
             self._calibration = None
             self._calibration_generation = -1
+            self._data_version = None
             self.refresh()
 
     def _empty_state(self, approximate: bool) -> None:
@@ -269,7 +271,15 @@ class Gallery:
 
     def refresh(self) -> None:
         """Catch up with changes committed since this object last looked (by any process)."""
-        with self._lock, self._store.snapshot():
+        with self._lock:
+            version = self._store.data_version()
+            if version == self._data_version:
+                return  # nothing committed by another connection, and this one's writes were caught up
+            self._catch_up()
+            self._data_version = version
+
+    def _catch_up(self) -> None:
+        with self._store.snapshot():
             generation = self._store.generation()
             if generation == self._generation and self._calibration_generation == generation:
                 return
@@ -401,6 +411,7 @@ class Gallery:
                 embeddings, _ = self._embed([p for p, _ in unique])
             examples = [NewExample(p.pixels.tobytes(), digest, e, p.source) for (p, digest), e in zip(unique, embeddings)]
             outcome = self._store.add(name, examples)
+            self._data_version = None
             self.refresh()
         duplicates = outcome.duplicates + [(s, -1, f"{first} in this request") for s, first in repeated]
         created = outcome.created and bool(outcome.example_ids)
@@ -414,13 +425,14 @@ class Gallery:
                 raise NotFoundError(f"{self.path} has no class named {name!r}; `fewshot gallery list {self.path}` "
                                    f"shows its classes")
             removed = self._store.remove_class(class_id)
+            self._data_version = None
             self.refresh()
         return len(removed)
 
     def remove_example(self, example_id: int) -> tuple[str, bool]:
         """Remove one example; ``(its class, whether the class went with it, as its last example)``."""
         with self._lock:
-            stored = self._store.image(int(example_id))
+            stored = self._store.image(int(example_id)) if 0 <= example_id < 2**63 else None
             if stored is None:
                 raise NotFoundError(f"{self.path} has no example {example_id}; `fewshot gallery list {self.path} "
                                    f"--examples` shows the example ids")
@@ -428,6 +440,7 @@ class Gallery:
             last = len(self._store.examples_of(class_id)) == 1
             name = self._store.class_names([class_id])[class_id]
             self._store.remove_example(int(example_id), class_id, drop_class=last)
+            self._data_version = None
             self.refresh()
         return name, last
 
@@ -548,6 +561,7 @@ class Gallery:
         result.fingerprint, result.created, result.match = self.model.fingerprint, time.time(), match
         with self._lock:
             self._store.set_calibration(self.model.fingerprint, json.dumps(result.to_dict()))
+            self._data_version = None
             self.refresh()
         return result
 
@@ -591,8 +605,11 @@ class Gallery:
 
     def classes(self, offset: int = 0, limit: int | None = None) -> list[ClassInfo]:
         """The classes, oldest first, with their numbers of examples."""
+        if offset < 0 or (limit is not None and limit < 0):
+            raise FewShotError(f"offset and limit are counts, 0 or more; got {offset} and {limit}")
         with self._lock:
-            return [ClassInfo(name, n, added) for _, name, n, added in self._store.classes(offset, limit)]
+            return [ClassInfo(name, n, added)
+                    for _, name, n, added in self._store.classes(min(offset, 2**62), min(limit or 2**62, 2**62))]
 
     def examples(self, name: str) -> list[tuple[int, float, str]]:
         """``(example id, when added, source)`` of a class's examples."""
@@ -605,7 +622,7 @@ class Gallery:
     def example_pixels(self, example_id: int) -> np.ndarray:
         """The stored model input (uint8 ``[c, s, s]``) of an example."""
         with self._lock:
-            stored = self._store.image(int(example_id))
+            stored = self._store.image(int(example_id)) if 0 <= example_id < 2**63 else None
         if stored is None:
             raise NotFoundError(f"{self.path} has no example {example_id}")
         pre = self.model.preprocessing
@@ -615,7 +632,7 @@ class Gallery:
         """A summary: model, match, sizes, index, calibration."""
         with self._lock:
             self.refresh()
-            n_classes, n_examples = self._store.counts()
+            n_classes, n_examples = len(self._names), len(self._examples)
             calibration = self._calibration
             return {
                 "path": str(self.path), "format": int(self._store.meta()["format"]),

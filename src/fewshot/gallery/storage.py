@@ -170,6 +170,10 @@ class GalleryStore:
         """``(config, weights, fingerprint, source)`` of the bound model."""
         return self._all("SELECT config, weights, fingerprint, source FROM model")[0]
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: it changes when another connection commits."""
+        return self._all("PRAGMA data_version")[0][0]
+
     def fingerprint(self) -> str:
         return self._all("SELECT fingerprint FROM model")[0][0]
 

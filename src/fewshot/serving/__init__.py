@@ -1,4 +1,4 @@
 """The HTTP service and its drawing page: ``fewshot serve`` (see :mod:`fewshot.serving.app`)."""
-from fewshot.serving.app import Settings, create_app, open_gallery
+from fewshot.serving.app import SETTINGS_ENV, Settings, create_app, open_gallery
 
-__all__ = ["Settings", "create_app", "open_gallery"]
+__all__ = ["SETTINGS_ENV", "Settings", "create_app", "open_gallery"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -35,7 +38,7 @@ from starlette.formparsers import MultiPartException
 from fewshot.errors import BusyError, FewShotError, NotFoundError
 from fewshot.gallery import Gallery
 from fewshot.serving.limits import BodyLimit
-from fewshot.serving.metrics import Metrics
+from fewshot.serving.metrics import MeasureRequests, Metrics
 from fewshot.serving.schemas import (
     AddOut,
     ClassDetail,
@@ -52,6 +55,7 @@ from fewshot.serving.schemas import (
 )
 from fewshot.serving.thumbnails import thumbnail_data_url
 
+SETTINGS_ENV = "FEWSHOT_SERVE_SETTINGS"
 STATIC = Path(str(resources.files("fewshot.serving") / "static"))
 MAX_IMAGES_PER_REQUEST = 100
 
@@ -62,6 +66,7 @@ def _image_body(json_model: type) -> dict:
                        "maxItems": MAX_IMAGES_PER_REQUEST}}
     if "top" in json_model.model_fields:
         form["top"] = {"type": "integer", "minimum": 1, "maximum": 50}
+        form["drawings"] = {"type": "boolean"}
     return {"requestBody": {"required": True, "content": {
         "application/json": {"schema": json_model.model_json_schema()},
         "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": form}},
@@ -99,18 +104,10 @@ def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
     app.state.metrics = metrics
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(MeasureRequests, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type"])
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
-                        time.perf_counter() - start)
-        return response
 
     @app.exception_handler(FewShotError)
     async def fewshot_error(request: Request, error: FewShotError) -> JSONResponse:
@@ -161,7 +158,7 @@ def create_app(settings: Settings) -> FastAPI:
                          threshold=calibration["threshold"] if calibration else None, notes=info["notes"])
 
     @app.get("/classes", response_model=ClassesOut, dependencies=guarded)
-    def classes(request: Request, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> ClassesOut:
+    def classes(request: Request, offset: int = Query(0, ge=0, le=2**62), limit: int = Query(50, ge=1, le=500)) -> ClassesOut:
         """The registered classes, oldest first, a page at a time, each with its first drawing."""
         g = gallery(request)
         page = g.classes(offset, limit)
@@ -180,20 +177,23 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/classes/{name}/examples", response_model=AddOut, dependencies=guarded, openapi_extra=_image_body(ImagesIn))
     async def add_examples(request: Request, name: str) -> AddOut:
         """Register images of class ``name`` (created if new); answers the new example ids once they are stored."""
-        images, _ = await _read_images(request)
+        images, _, _ = await _read_images(request)
         result = await run_in_threadpool(gallery(request).add, name, images)
         return AddOut(**result.to_dict())
 
     @app.post("/recognise", response_model=RecogniseOut, dependencies=guarded, openapi_extra=_image_body(RecogniseIn))
     async def recognise(request: Request) -> RecogniseOut:
         """Per image: its class or unknown, the distance, threshold, margin and the top classes."""
-        images, top = await _read_images(request)
+        images, top, with_drawings = await _read_images(request)
         g = gallery(request)
-        answers = await run_in_threadpool(g.recognise, images, top)
-        drawings = {a.top[0].name: None for a in answers}
-        for name in drawings:
-            drawings[name] = await run_in_threadpool(_first_drawing, g, name)
-        return RecogniseOut(results=[RecognitionOut(**a.to_dict(), drawing=drawings[a.top[0].name]) for a in answers])
+
+        def answer() -> RecogniseOut:
+            answers = g.recognise(images, top)
+            drawings = {a.top[0].name: _first_drawing(g, a.top[0].name) for a in answers} if with_drawings else {}
+            return RecogniseOut(results=[RecognitionOut(**a.to_dict(), drawing=drawings.get(a.top[0].name))
+                                         for a in answers])
+
+        return await run_in_threadpool(answer)
 
     @app.delete("/classes/{name}", response_model=RemovedOut, dependencies=guarded)
     def remove_class(request: Request, name: str) -> RemovedOut:
@@ -202,7 +202,7 @@ def create_app(settings: Settings) -> FastAPI:
         return RemovedOut(name=name, examples_removed=removed, class_removed=True)
 
     @app.delete("/examples/{example_id}", response_model=RemovedOut, dependencies=guarded)
-    def remove_example(request: Request, example_id: int) -> RemovedOut:
+    def remove_example(request: Request, example_id: int = PathParam(ge=0, le=2**62)) -> RemovedOut:
         """Remove one example (and its class, when it was the last)."""
         name, last = gallery(request).remove_example(example_id)
         return RemovedOut(name=name, examples_removed=1, class_removed=last)
@@ -222,6 +222,12 @@ class _Unauthorised(Exception):
     """A protected endpoint was called without the right token."""
 
 
+def app_from_environment() -> FastAPI:
+    """The app for ``$FEWSHOT_SERVE_SETTINGS`` (JSON of :class:`Settings`): what each worker process of
+    ``fewshot serve --workers N`` builds."""
+    return create_app(Settings(**json.loads(os.environ[SETTINGS_ENV])))
+
+
 def open_gallery(settings: Settings) -> Gallery:
     """The gallery ``settings`` names, created (with the run, or the packaged model) when it does not exist."""
     path = Path(settings.gallery)
@@ -238,8 +244,9 @@ def _first_drawing(g: Gallery, name: str) -> str | None:
         return None
 
 
-async def _read_images(request: Request) -> tuple[list[tuple[str, bytes]], int]:
-    """``(images, top)`` from a multipart form (files ``images``) or JSON ``{"images": [data URL...], "top"}``."""
+async def _read_images(request: Request) -> tuple[list[tuple[str, bytes]], int, bool]:
+    """``(images, top, drawings)`` from a multipart form (files ``images``) or JSON
+    ``{"images": [data URL...], "top": k, "drawings": bool}``."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         try:
@@ -253,13 +260,14 @@ async def _read_images(request: Request) -> tuple[list[tuple[str, bytes]], int]:
                 raise FewShotError(f"form field images[{i}] is text; send image files as the 'images' field")
             images.append((f.filename or f"images[{i}]", await f.read()))
         top = _top(form.get("top", "1"))
+        drawings = str(form.get("drawings", "false")).lower() in ("1", "true", "yes")
     elif kind == "application/json":
         try:
             body = RecogniseIn.model_validate_json(await request.body())
         except ValueError as error:
             raise RequestValidationError(getattr(error, "errors", list)()) from None
         images = [(f"images[{i}]", _decode_data_url(u, i)) for i, u in enumerate(body.images)]
-        top = body.top
+        top, drawings = body.top, body.drawings
     else:
         raise FewShotError(f"send images as multipart/form-data (field 'images') or JSON {{\"images\": [data URL]}}, "
                            f"not {kind or 'a body without a content type'}")
@@ -267,7 +275,7 @@ async def _read_images(request: Request) -> tuple[list[tuple[str, bytes]], int]:
         raise FewShotError("no images in the request; send at least one")
     if len(images) > MAX_IMAGES_PER_REQUEST:
         raise FewShotError(f"{len(images)} images in one request; send at most {MAX_IMAGES_PER_REQUEST}")
-    return images, top
+    return images, top, drawings
 
 
 def _top(value: object) -> int:

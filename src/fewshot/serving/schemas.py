@@ -17,6 +17,7 @@ class ImagesIn(BaseModel):
 
 class RecogniseIn(ImagesIn):
     top: int = Field(1, ge=1, le=50, description="how many nearest classes to list")
+    drawings: bool = Field(False, description="also answer a stored drawing of each best class")
 
 
 class ErrorOut(BaseModel):
@@ -38,7 +39,8 @@ class RecognitionOut(BaseModel):
     margin: float | None = Field(description="distance of the second class minus that of the best")
     top: list[MatchOut]
     notes: list[str]
-    drawing: str | None = Field(None, description="a stored drawing of the best class, as a PNG data URL")
+    drawing: str | None = Field(None, description="a stored drawing of the best class, as a PNG data URL, when "
+                                                  "asked for with drawings")
 
 
 class RecogniseOut(BaseModel):

@@ -163,7 +163,7 @@ document.getElementById("remember").addEventListener("click", async () => {
 document.getElementById("ask").addEventListener("click", async () => {
   if (!drawn) return status("Draw something first.", true);
   try {
-    const data = await call("POST", "/recognise", {images: [drawingDataUrl()], top: 3});
+    const data = await call("POST", "/recognise", {images: [drawingDataUrl()], top: 3, drawings: true});
     showAnswer(data.results[0]);
     status("");
   } catch (error) { status(error.message, true); }
