@@ -47,6 +47,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fewshot.data.augment import KOCH_DISTORTION, random_affine
+from fewshot.data.dataset import ImageDataset
 from fewshot.data.sources import load_splits
 from fewshot.gallery import Gallery, GalleryModel
 
@@ -62,7 +63,8 @@ answer = g.recognise([open(sys.argv[2], "rb").read()])[0]
 t2 = time.perf_counter()
 status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
 print(json.dumps({"import_s": t1 - t0, "reopen_to_first_answer_s": t2 - t1, "answer": answer.name,
-                  "peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024, "rss_mb": int(status["VmRSS"].split()[0]) / 1024}))
+                  "peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024,
+                  "rss_mb": int(status["VmRSS"].split()[0]) / 1024}))
 """
 
 
@@ -79,6 +81,17 @@ def distorted(images: torch.Tensor, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     out = random_affine(images.float() / 255, g, **KOCH_DISTORTION)
     return (out * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def omniglot_drawings(data_dir: str | None, size: int, channels: int
+                      ) -> tuple[torch.Tensor, np.ndarray, list[str], ImageDataset]:
+    """Every Omniglot drawing (uint8 model inputs), its class, the class names, and the evaluation set."""
+    splits = load_splits("omniglot", "lake", data_dir=data_dir, image_size=size, channels=channels)
+    train, test = splits["trainval"], splits["test"]
+    images = torch.cat([train.images, test.images])
+    labels = np.concatenate([train.labels.numpy(), test.labels.numpy() + train.num_classes])
+    names = [f"bg/{n}" for n in train.class_names] + [f"ev/{n}" for n in test.class_names]
+    return images, labels, names, test
 
 
 def percentiles(seconds: list[float]) -> dict:
@@ -177,11 +190,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     model = GalleryModel.from_run(args.run)
     size, channels = model.preprocessing.size, model.preprocessing.channels
-    splits = load_splits("omniglot", "lake", data_dir=args.data_dir, image_size=size, channels=channels)
-    train, test = splits["trainval"], splits["test"]
-    images = torch.cat([train.images, test.images])
-    labels = np.concatenate([train.labels.numpy(), test.labels.numpy() + train.num_classes])
-    names = [f"bg/{n}" for n in train.class_names] + [f"ev/{n}" for n in test.class_names]
+    images, labels, names, test = omniglot_drawings(args.data_dir, size, channels)
     order = np.argsort(labels, kind="stable")
     starts = np.flatnonzero(np.diff(labels[order], prepend=-1))
     groups = np.split(order, starts[1:])

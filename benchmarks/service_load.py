@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import platform
@@ -32,24 +31,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
-from PIL import Image
+from gallery_scale import distorted, omniglot_drawings, png
 
-from fewshot.data.augment import KOCH_DISTORTION, random_affine
-from fewshot.data.sources import load_splits
 from fewshot.gallery import Gallery, GalleryModel
 from fewshot.pretrained import model_dir
 
 
-def png(pixels: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(255 - pixels[0]).save(out, format="PNG")  # as a person draws: dark on light
-    return out.getvalue()
-
-
-def distorted(images: torch.Tensor, seed: int) -> np.ndarray:
-    g = torch.Generator().manual_seed(seed)
-    out = random_affine(images.float() / 255, g, **KOCH_DISTORTION)
-    return (out * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+def drawing_png(pixels: np.ndarray) -> bytes:
+    """A model input as a person draws it: dark strokes on light."""
+    return png(255 - pixels)
 
 
 def build_gallery(path: Path, model: GalleryModel, images: torch.Tensor, labels: np.ndarray, names: list[str],
@@ -59,7 +49,7 @@ def build_gallery(path: Path, model: GalleryModel, images: torch.Tensor, labels:
     stored, copy = 0, 0
     with Gallery.create(path, model) as gallery:
         while stored < examples:
-            batch = images.numpy() if copy == 0 else distorted(images, copy)
+            batch = distorted(images, copy).numpy()
             for members in groups:
                 take = members[:examples - stored]
                 if not len(take):
@@ -182,18 +172,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / "load.gallery"
         pre = model.preprocessing
-        splits = load_splits("omniglot", "lake", data_dir=args.data_dir, image_size=pre.size, channels=pre.channels)
-        train, test = splits["trainval"], splits["test"]
-        images = torch.cat([train.images, test.images])
-        labels = np.concatenate([train.labels.numpy(), test.labels.numpy() + train.num_classes])
-        names = [f"bg/{n}" for n in train.class_names] + [f"ev/{n}" for n in test.class_names]
+        images, labels, names, _ = omniglot_drawings(args.data_dir, pre.size, pre.channels)
         t = time.perf_counter()
         build_gallery(path, model, images, labels, names, args.examples)
         build_s = time.perf_counter() - t
         rng = np.random.default_rng(0)
-        queries = [png(p) for p in distorted(images[rng.choice(len(images), 500, replace=False)], 777)]
-        news = [png(p) for seed in range(8)
-                for p in distorted(images[rng.choice(len(images), 1000, replace=False)], 778 + seed)]
+        queries = [drawing_png(p) for p in distorted(images[rng.choice(len(images), 500, replace=False)], 777).numpy()]
+        news = [drawing_png(p) for seed in range(8)
+                for p in distorted(images[rng.choice(len(images), 1000, replace=False)], 778 + seed).numpy()]
         port = free_port()
         server = Server(path, port, args.workers)
         steady = asyncio.run(load(server.url, args.clients, args.seconds, queries, news, "steady"))

@@ -176,7 +176,6 @@ class Gallery:
             for group in np.split(live[order], bounds) if len(live) else []:
                 self._members[int(self._class_of[group[0]])] = sorted(group.tolist())
             self._calibration = None
-            self._calibration_generation = -1
             self._data_version = None
             self.refresh()
 
@@ -281,8 +280,6 @@ class Gallery:
     def _catch_up(self) -> None:
         with self._store.snapshot():
             generation = self._store.generation()
-            if generation == self._generation and self._calibration_generation == generation:
-                return
             if self._store.fingerprint() != self.model.fingerprint:
                 raise FewShotError(f"{self.path} was moved to another model by another process; open it again")
             changes = self._store.changes_since(self._generation)
@@ -320,7 +317,7 @@ class Gallery:
             self._calibration = None
             if stored_calibration and stored_calibration[0] == self.model.fingerprint:
                 self._calibration = Calibration.from_dict(json.loads(stored_calibration[1]))
-            self._generation = self._calibration_generation = generation
+            self._generation = generation
 
     def _update_prototypes(self, changes: list, added: dict[int, np.ndarray], shrunk: set[int]) -> None:
         """Prototypes of the classes ``changes`` touched: running float64 sums over a class's examples (exact
@@ -581,7 +578,7 @@ class Gallery:
                 f"the new model reads {new.preprocessing.channels}x{new.preprocessing.size}x{new.preprocessing.size} "
                 f"images; this gallery stores {old.preprocessing.channels}x{old.preprocessing.size}x"
                 f"{old.preprocessing.size}. Create a new gallery for it and add the original images")
-        match = self.match if self.match in _matches_of(new) else check_match(new.method, None)
+        match = self.match if self.match in MATCHES[new.rule] else check_match(new.method, None)
         shape = (old.preprocessing.channels, old.preprocessing.size, old.preprocessing.size)
         count = 0
 
@@ -650,6 +647,3 @@ class Gallery:
         with self._lock:
             return self._store.integrity()
 
-
-def _matches_of(model: GalleryModel) -> tuple[str, ...]:
-    return MATCHES[model.rule]

@@ -70,7 +70,7 @@ def prepare_image(data: bytes, preprocessing: Preprocessing, source: str = "imag
         raise FewShotError(f"{source} is {width} x {height} pixels, over the limit of {MAX_PIXELS:,}; "
                            f"send a smaller image (the model reads {preprocessing.size} x {preprocessing.size})")
     if transparent:
-        data = _on_white(data, source)
+        data = _on_white(data)
         notes.append("transparent background drawn on white")
     gray = mode in _GRAY_MODES
     if preprocessing.channels == 1 and mode and not gray:
@@ -84,16 +84,14 @@ def prepare_image(data: bytes, preprocessing: Preprocessing, source: str = "imag
     return PreparedImage(np.ascontiguousarray(pixels), source, notes)
 
 
-def _on_white(data: bytes, source: str) -> bytes:
-    """The image composited onto white, re-encoded as PNG (so decoding reads no alpha)."""
+def _on_white(data: bytes) -> bytes:
+    """The image composited onto white, re-encoded as PNG; unreadable data is returned as it is, for
+    :func:`decode_image` to name in its error."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             rgba = image.convert("RGBA")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise FewShotError(
-            f"cannot decode image {source}: {error}; the file is corrupt, truncated or not a PNG/JPEG. "
-            f"Replace or delete it"
-        ) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return data
     flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
     out = io.BytesIO()
     flat.save(out, format="PNG")
