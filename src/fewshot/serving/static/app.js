@@ -153,10 +153,10 @@ document.getElementById("remember").addEventListener("click", async () => {
   try {
     const result = await call("POST", "/classes/" + encodeURIComponent(name) + "/examples",
                               {images: [drawingDataUrl()]});
-    status(result.example_ids.length ? "Remembered " + name + "." :
-           "Already stored: " + result.duplicates.map((d) => d["class"]).join(", "));
     clearPad();
     await refreshClasses();
+    status(result.example_ids.length ? "Remembered " + name + "." :
+           "Already stored: " + result.duplicates.map((d) => d["class"]).join(", "));
   } catch (error) { status(error.message, true); }
 });
 
