@@ -25,14 +25,24 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``: a file that would run code is refused."""
+def read_checkpoint(path: str | Path) -> bytes:
+    """The bytes of the checkpoint at ``path``; a missing one says there is nothing to resume."""
     path = Path(path)
     if not path.exists():
         raise FewShotError(f"no checkpoint at {path}: nothing to resume; start the run without --resume")
+    return path.read_bytes()
+
+
+def parse_checkpoint(data: bytes, source: str | Path) -> dict[str, Any]:
+    """A checkpoint from its bytes with ``weights_only=True``: a file that would run code is refused."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for damaged or unsafe files
         first_line = (str(e).strip().splitlines() or [""])[0]
-        raise FewShotError(f"checkpoint {path} cannot be read ({type(e).__name__}: {first_line}); "
+        raise FewShotError(f"checkpoint {source} cannot be read ({type(e).__name__}: {first_line}); "
                            "start the run again with --overwrite") from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read the checkpoint at ``path`` (see :func:`parse_checkpoint`)."""
+    return parse_checkpoint(read_checkpoint(path), path)

@@ -18,8 +18,10 @@ from fewshot.errors import FewShotError
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # Fields a resumed run may change: they do not alter the episodes or the updates.
+# episodes_per_step is checked against the checkpoint by the trainer, which names both counts.
 RESUMABLE_CHANGES = frozenset({"steps", "time_limit", "device", "threads", "data_dir", "val_every",
-                               "checkpoint_every", "compile"})
+                               "checkpoint_every", "compile", "tracker", "episodes_per_step"})
+TRACKERS = ("tensorboard", "wandb")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -67,6 +69,12 @@ class RunConfig:
     channels_last: bool = _opt(True, "channels-last memory format for conv encoders (same numbers, faster on CPUs)")
     compile: bool = _opt(False, "torch.compile the training loss: minutes to compile, then faster steps for "
                                 "recurrent nets (mann); slower for conv encoders on a CPU")
+    episodes_per_step: int = _opt(1, "average the loss of this many batches (episodes) before each optimiser "
+                                     "step, in each process: P processes of N are one process of P x N")
+    sync_bn: bool = _opt(False, "under torchrun on CUDA, batch norm statistics over the batches of all "
+                                "processes (SyncBatchNorm); without it they are per process")
+    tracker: str | None = _opt(None, "also send the metrics to an experiment tracker: tensorboard or wandb "
+                                     "(pip install 'fewshot[tensorboard]' or 'fewshot[wandb]')")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -88,7 +96,8 @@ class RunConfig:
             raise FewShotError(f"train_partition must be train or trainval, got {self.train_partition!r}")
         if self.channels not in (1, 3):
             raise FewShotError(f"channels must be 1 or 3, got {self.channels}")
-        for name in ("steps", "image_size", "lr_step", "val_way", "val_shot", "val_episodes", "checkpoint_every"):
+        for name in ("steps", "image_size", "lr_step", "val_way", "val_shot", "val_episodes", "checkpoint_every",
+                     "episodes_per_step"):
             if getattr(self, name) < 1:
                 raise FewShotError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
@@ -96,6 +105,8 @@ class RunConfig:
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise FewShotError(f"ema_decay must be between 0 and 1 (e.g. 0.9995), got {self.ema_decay}; "
                                "leave it out to save the trained weights as they are")
+        if self.tracker is not None and self.tracker not in TRACKERS:
+            raise FewShotError(f"tracker must be one of {', '.join(TRACKERS)}, got {self.tracker!r}")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -8,6 +8,13 @@ continues a killed run exactly: batch ``i`` depends only on ``(seed, i)``, and t
 weights, optimizer, schedule and RNG state are restored. With ``ema_decay`` it also keeps an
 exponential moving average of the weights (Polyak and Juditsky 1992), which is what it
 validates and saves.
+
+Under ``torchrun`` the same trainer runs in every process (:mod:`fewshot.training.distributed`):
+the method is wrapped in DistributedDataParallel, process ``r`` of ``P`` draws its own batches,
+and rank 0 alone validates and writes the run directory. With ``episodes_per_step`` N each
+process averages the loss of N batches before each optimiser step; batch ``j`` of process ``r``
+at step ``s`` is batch ``(s P + r) N + j`` of the method's sampler, so P processes of N episodes
+do the arithmetic of one process of P x N.
 """
 from __future__ import annotations
 
@@ -24,11 +31,14 @@ from tqdm.auto import tqdm
 
 from fewshot.data.dataset import ImageDataset
 from fewshot.device import tune_cpu_allocator
+from fewshot.errors import FewShotError
 from fewshot.files import atomic_write_text
 from fewshot.methods.base import Method
 from fewshot.runs import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE
-from fewshot.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from fewshot.training.checkpoint import parse_checkpoint, read_checkpoint, save_checkpoint, save_weights
 from fewshot.training.config import RunConfig
+from fewshot.training.distributed import Group, wrap_for_training
+from fewshot.training.trackers import Tracker, check_tracker, open_tracker
 
 LOG_EVERY = 10
 
@@ -64,7 +74,9 @@ class Trainer:
         run_dir: Path,
         device: torch.device | str = "cpu",
         progress: bool = True,
+        group: Group | None = None,
     ) -> None:
+        self.group = group or Group()
         self.device = torch.device(device)
         tune_cpu_allocator(self.device)
         self.method = method.to(self.device)
@@ -73,26 +85,55 @@ class Trainer:
         self.config = config
         self.train_set, self.val_set = train_set, val_set
         self.run_dir = Path(run_dir)
-        self.progress = progress
+        self.progress = progress and self.group.is_main
+        if config.tracker is not None:
+            check_tracker(config.tracker)
         if val_set is not None and config.val_every and type(method).validation_accuracy is Method.validation_accuracy:
             val_set.check_episode(config.val_way, config.val_shot, config.val_query)
+        self.model = wrap_for_training(self.method, self.group, config.sync_bn)
         self.optimizer = make_optimizer(method, config)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_step, config.lr_gamma)
-        self.batches = method.training_batches(train_set, config.steps, config.seed)
+        self.batches = method.training_batches(
+            train_set, config.steps * self.group.world_size * config.episodes_per_step, config.seed)
         self.average = WeightAverage(self.method, config.ema_decay) if config.ema_decay else None
-        self.training_loss = method.training_loss
+        self.training_loss = self.model
         if config.compile:
             method.check_compile()
-            self.training_loss = torch.compile(method.training_loss, dynamic=False)
+            self.training_loss = torch.compile(self.model, dynamic=False)
         self.step = 0
         self.best = -math.inf
         self.elapsed = 0.0
         self.interrupted = False
+        self.stop_requested = False
+        self.tracker: Tracker | None = None
 
-    def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train until ``config.steps`` or ``config.time_limit``; returns a summary dict."""
-        if resume:
-            self._restore()
+    def request_stop(self) -> None:
+        """Stop at the next step boundary, after the current step's validation and checkpoint.
+
+        Safe to call from a signal handler (``fewshot train`` does, on SIGTERM and Ctrl-C): a stop in
+        the middle of a step or a validation would checkpoint a state no uninterrupted run passes through.
+        """
+        self.stop_requested = True
+
+    def fit(self, resume: bool = False, allow_different_episodes: bool = False) -> dict[str, Any]:
+        """Train until ``config.steps`` or ``config.time_limit``; returns a summary dict.
+
+        ``resume`` continues from the checkpoint, which must be of as many processes and episodes per
+        step as now unless ``allow_different_episodes``. Under several processes, the failure of
+        another one raises :class:`~fewshot.training.distributed.RankFailure` naming it.
+        """
+        with self.group.failures():
+            if resume:
+                self._restore(allow_different_episodes)
+            if self.config.tracker is not None and self.group.is_main:
+                self.tracker = open_tracker(self.config.tracker, self.run_dir, self.config)
+            try:
+                return self._fit()
+            finally:
+                if self.tracker is not None:
+                    self.tracker.close()
+
+    def _fit(self) -> dict[str, Any]:
         cfg = self.config
         started = time.perf_counter() - self.elapsed
         window: list[dict[str, float]] = []
@@ -102,7 +143,12 @@ class Trainer:
         self.method.train()
         try:
             while self.step < cfg.steps:
-                if cfg.time_limit is not None and time.perf_counter() - started >= cfg.time_limit * 60:
+                time_up = cfg.time_limit is not None and time.perf_counter() - started >= cfg.time_limit * 60
+                stop, time_up = self.group.any(self.stop_requested, time_up)
+                if stop:
+                    self.interrupted = True
+                    break
+                if time_up:
                     break
                 metrics = self._train_step()
                 self.step += 1
@@ -121,6 +167,8 @@ class Trainer:
                 if self.step % cfg.checkpoint_every == 0:
                     self._checkpoint()
         except KeyboardInterrupt:
+            if self.group.distributed:  # the processes stopped at different points: keep the last checkpoint
+                raise
             self.interrupted = True
         finally:
             bar.close()
@@ -129,7 +177,7 @@ class Trainer:
         if not self.interrupted and (self.val_set is not None and cfg.val_every):
             if not self._last_validated_at_current_step():
                 self._validate()
-        if self.val_set is None or not cfg.val_every:
+        if (self.val_set is None or not cfg.val_every) and self.group.is_main:
             save_weights(self.trained_method, self.run_dir / MODEL_FILE)
         self._checkpoint()
         summary = {"step": self.step, "steps": cfg.steps, "elapsed_s": round(self.elapsed, 1),
@@ -139,24 +187,37 @@ class Trainer:
         return summary
 
     def _train_step(self) -> dict[str, float]:
-        batch = self.batches(self.step).to(self.device)
-        if self.config.channels_last:
-            batch = _channels_last(batch)
-        with autocast(self.config, self.device):
-            loss, metrics = self.training_loss(batch)
+        """One optimiser step on ``episodes_per_step`` batches of each process, the loss their mean.
+
+        DDP averages the gradients over the processes in the backward pass of the last batch (the
+        others run under ``no_sync``); the logged metrics are the means over all batches of all processes.
+        """
+        n, group = self.config.episodes_per_step, self.group
+        first = (self.step * group.world_size + group.rank) * n
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        sums: dict[str, torch.Tensor] = {}
+        for j in range(n):
+            batch = self.batches(first + j).to(self.device)
+            if self.config.channels_last:
+                batch = _channels_last(batch)
+            accumulate = group.distributed and j < n - 1
+            with self.model.no_sync() if accumulate else contextlib.nullcontext():
+                with autocast(self.config, self.device):
+                    loss, metrics = self.training_loss(batch)
+                (loss / n).backward()
+            for key, value in {"loss": loss, **metrics}.items():
+                sums[key] = sums.get(key, 0) + value.detach().float()
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         if self.average is not None:
             self.average.update(self.step)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise FloatingPointError(f"the loss became {value} at step {self.step}; lower the learning rate "
-                                     "or set grad_clip, then resume from the last checkpoint")
-        return {"loss": value, "accuracy": math.nan, **{key: float(v) for key, v in metrics.items()}}
+        means = dict(zip(sums, group.mean(torch.stack(list(sums.values())) / n).tolist()))
+        if not math.isfinite(means["loss"]):
+            raise FloatingPointError(f"the loss became {means['loss']} at step {self.step}; lower the learning "
+                                     "rate or set grad_clip, then resume from the last checkpoint")
+        return {"loss": means["loss"], "accuracy": math.nan, **means}
 
     @property
     def trained_method(self) -> Method:
@@ -165,7 +226,7 @@ class Trainer:
 
     def _validate(self) -> None:
         cfg = self.config
-        if self.val_set is None:
+        if self.val_set is None or not self.group.is_main:
             return
         accuracy = self.trained_method.validation_accuracy(
             self.val_set, n_way=cfg.val_way, k_shot=cfg.val_shot, n_query=cfg.val_query,
@@ -193,10 +254,18 @@ class Trainer:
                       "lr": self.optimizer.param_groups[0]["lr"], "elapsed_s": round(self.elapsed, 1)})
 
     def _append(self, record: dict[str, Any]) -> None:
+        if not self.group.is_main:
+            return
         with open(self.run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tracker is not None:
+            self.tracker.log(record)
 
     def _checkpoint(self) -> None:
+        """Rank 0 writes the state, with every process's RNG state and the counts a resume must match."""
+        rngs = self.group.gather(torch.get_rng_state())
+        if not self.group.is_main:
+            return
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, {
             "model": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -204,20 +273,34 @@ class Trainer:
             "step": self.step,
             "best": self.best,
             "elapsed": self.elapsed,
-            "rng": torch.get_rng_state(),
+            "rng": rngs[0],
+            "world_size": self.group.world_size,
+            "episodes_per_step": self.config.episodes_per_step,
+            **({"rng_ranks": rngs} if self.group.distributed else {}),
             **({} if self.average is None else {"average": self.average.method.state_dict()}),
         })
 
-    def _restore(self) -> None:
-        state = load_checkpoint(self.run_dir / CHECKPOINT_FILE)
+    def _restore(self, allow_different_episodes: bool) -> None:
+        path = self.run_dir / CHECKPOINT_FILE
+        state = parse_checkpoint(self.group.from_main(lambda: read_checkpoint(path)), path)
+        saved = int(state.get("world_size", 1)), int(state.get("episodes_per_step", 1))
+        now = self.group.world_size, self.config.episodes_per_step
+        if saved != now and not allow_different_episodes:
+            raise FewShotError(
+                f"{self.run_dir} was trained by {saved[0]} process(es) of {saved[1]} episode(s) per step, this run "
+                f"has {now[0]} process(es) of {now[1]}: resume with {saved[0]} process(es) (torchrun --nnodes x "
+                f"--nproc-per-node) and --episodes-per-step {saved[1]}, or pass --allow-different-episodes to go "
+                "on with other episodes (the run will then differ from an uninterrupted one)")
         self.method.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.average is not None:
             self.average.method.load_state_dict(state["average"])
         self.step, self.best, self.elapsed = int(state["step"]), float(state["best"]), float(state["elapsed"])
-        torch.set_rng_state(state["rng"])
-        self._truncate_log()
+        same_ranks = "rng_ranks" in state and saved[0] == now[0]
+        torch.set_rng_state(state["rng_ranks"][self.group.rank] if same_ranks else state["rng"])
+        if self.group.is_main:
+            self._truncate_log()
 
     def _truncate_log(self) -> None:
         """Drop log records written after the checkpoint, which the resumed run will write again."""
