@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 from pathlib import Path
 
 from fewshot.data.views import VIEW_COUNTS
-from fewshot.device import resolve_device
 from fewshot.errors import FewShotError
-from fewshot.evaluation.evaluator import EvaluationResult, Evaluator
+from fewshot.evaluation.evaluator import EvaluationResult
 from fewshot.evaluation.instances import report_instances
+from fewshot.evaluation.sharded import ShardedEvaluator
 from fewshot.files import atomic_write_json
 from fewshot.runs import EVALUATION_FILE, load_data, load_run
+from fewshot.training.distributed import Group, start_group
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,12 +48,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Under torchrun the episodes are shared out over the processes; rank 0 prints and saves the results."""
+    group = start_group()
+    try:
+        with group.failures(), contextlib.nullcontext() if group.is_main else contextlib.redirect_stdout(io.StringIO()):
+            return evaluate_run(args, group)
+    finally:
+        group.close()
+
+
+def evaluate_run(args: argparse.Namespace, group: Group) -> int:
     for name in ("ways", "shots"):
         if any(v < 1 for v in getattr(args, name)):
             raise FewShotError(f"--{name} must be positive integers, got {getattr(args, name)}")
     if args.queries < 1 or args.episodes < 1:
         raise FewShotError("--queries and --episodes must be at least 1")
-    device = resolve_device(args.device)
+    device = group.use_device(args.device)
     method, config = load_run(args.run_dir, device)
     if args.views != 1 and config.method != "mann":
         raise FewShotError(f"--views applies to mann runs (sequence episodes); {args.run_dir} is a "
@@ -65,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if dataset is None:
         raise FewShotError(f"split {config.split!r} of {config.dataset} has no {args.partition!r} partition")
     if config.method == "mann":  # sequence episodes, accuracy by instance number (Santoro et al. 2016)
+        if group.distributed:
+            raise FewShotError("mann runs are tested by instance in one process: run fewshot evaluate without torchrun")
         return report_instances(method, dataset, args.run_dir, args.episodes, args.seed, device, args.progress,
                                 args.views)
     for n_way in args.ways:
@@ -73,14 +88,15 @@ def run(args: argparse.Namespace) -> int:
     results: list[EvaluationResult] = []
     print(f"{config.method} on {dataset} ({args.episodes} episodes per setting, {args.queries} queries per class)")
     print(f"{'setting':<16}{'accuracy':>10}{'95% CI':>10}{'episodes/s':>12}")
-    evaluator = Evaluator(method, dataset, device, progress=args.progress, bf16=args.bf16)
+    evaluator = ShardedEvaluator(method, dataset, group, device, progress=args.progress, bf16=args.bf16)
     for n_way in args.ways:
         for k_shot in args.shots:
             result = evaluator.evaluate(n_way, k_shot, args.queries, args.episodes, args.seed)
             results.append(result)
             print(f"{f'{n_way}-way {k_shot}-shot':<16}{100 * result.mean:>9.2f}%{100 * result.ci95:>9.2f}"
                   f"{result.episodes_per_second:>12.0f}", flush=True)
-    save_results(Path(args.run_dir) / EVALUATION_FILE, f"{config.dataset}/{config.split}/{args.partition}", results)
+    if group.is_main:
+        save_results(Path(args.run_dir) / EVALUATION_FILE, f"{config.dataset}/{config.split}/{args.partition}", results)
     return 0
 
 

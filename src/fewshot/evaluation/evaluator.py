@@ -100,16 +100,19 @@ class Evaluator:
         start = time.perf_counter()
         bar = tqdm(total=n_episodes, desc=f"{n_way}-way {k_shot}-shot", unit="episode", disable=not self.progress,
                    leave=False, dynamic_ncols=True)
-        if self.method.episode_independent:
-            accuracies = self._evaluate_cached(sampler, bar)
-        else:
-            accuracies = _evaluate_per_episode(self.method, sampler, self.device, bar)
+        accuracies = self.episode_accuracies(sampler, bar)
         bar.close()
         seconds = time.perf_counter() - start
         self.method.train(was_training)
         mean, ci95, std = mean_and_ci95(accuracies)
         return EvaluationResult(n_way, k_shot, n_query, n_episodes, seed, mean, ci95, std, seconds,
                                 n_episodes / max(seconds, 1e-9))
+
+    def episode_accuracies(self, sampler: EpisodeSampler, bar: tqdm) -> torch.Tensor:
+        """The accuracy of each episode of ``sampler``, in order (:mod:`fewshot.evaluation.sharded` shares them out)."""
+        if self.method.episode_independent:
+            return self._evaluate_cached(sampler, bar)
+        return _evaluate_per_episode(self.method, sampler, self.device, bar)
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Support and query embeddings of every image (the same tensor when the method embeds both alike)."""
