@@ -105,3 +105,33 @@ def test_siamese_gallery_reranks_candidates_by_its_pair_score(tmp_path, shapes):
 
     with pytest.raises(FewShotError, match="shared-concat variant ranks classes without looking at the query"):
         Gallery.create(tmp_path / "c.gallery", concat)
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("matching", ("--n-way", "5", "--n-query", "3")),
+    ("mahalanobis", ("--n-way", "5", "--k-shot", "2", "--n-query", "3")),
+    ("relation", ("--image-size", "24", "--n-way", "5", "--n-query", "3")),
+])
+def test_galleries_of_the_other_pair_methods_rerank_by_their_own_scores(tmp_path, shapes, method, extra):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+        run = train_run(shapes, tmp_path / method, method, *extra, steps=60)
+    with Gallery.create(tmp_path / "m.gallery", run) as g:
+        assert g.match == "pairs"
+        for c in UNSEEN:
+            g.add(f"c{c}", class_images(shapes, c)[:2])
+        queries = [p for c in UNSEEN for p in class_images(shapes, c)[3:]]
+        truth = [f"c{c}" for c in UNSEEN for _ in class_images(shapes, c)[3:]]
+        answers = g.recognise(queries, top=3)
+        assert np.mean([a.name == t for a, t in zip(answers, truth)]) > 1.5 / 6  # chance is 1/6
+        assert all(a.top[0].distance <= a.top[1].distance for a in answers)
+
+
+def test_matching_networks_with_full_context_embeddings_cannot_serve_a_gallery(tmp_path, shapes):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+        run = train_run(shapes, tmp_path / "fce", "matching", "--fce", "--n-way", "3", "--n-query", "1", steps=1)
+    from fewshot.errors import FewShotError
+
+    with pytest.raises(FewShotError, match="depends on all the others"):
+        Gallery.create(tmp_path / "f.gallery", run)

@@ -7,9 +7,11 @@ import io
 import json
 from pathlib import Path
 
+from fewshot.data.episodes import EpisodeSampler
 from fewshot.data.views import VIEW_COUNTS
 from fewshot.errors import FewShotError
 from fewshot.evaluation.evaluator import EvaluationResult
+from fewshot.evaluation.heads import HEADS, with_head
 from fewshot.evaluation.instances import report_instances
 from fewshot.evaluation.sharded import ShardedEvaluator
 from fewshot.files import atomic_write_json
@@ -38,6 +40,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast while embedding (faster on CPUs "
                         "with AVX-512 BF16 and on GPUs)")
+    parser.add_argument("--within-alphabet", action="store_true",
+                        help="draw all classes of an episode from one alphabet (Lake et al.'s one-shot test; "
+                             "results are saved as 'N-way K-shot within-alphabet')")
+    parser.add_argument("--head", choices=HEADS, help="classify with this rule on the run's trained embedding "
+                        "instead of the method's own (mahalanobis: Simple CNAPS's shrunk class covariances)")
     parser.add_argument("--views", type=int, default=1, choices=VIEW_COUNTS,
                         help="mann runs: also test with the class probabilities averaged over 4 whole-episode "
                              "rotations (or 8: and their mirror images), on the same episodes (default: 1, none)")
@@ -78,25 +85,33 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
     if dataset is None:
         raise FewShotError(f"split {config.split!r} of {config.dataset} has no {args.partition!r} partition")
     if config.method == "mann":  # sequence episodes, accuracy by instance number (Santoro et al. 2016)
+        if args.within_alphabet or args.head:
+            raise FewShotError("mann runs are tested on sequence episodes by instance; --within-alphabet and "
+                               "--head apply to the other methods: leave them out")
         if group.distributed:
             raise FewShotError("mann runs are tested by instance in one process: run fewshot evaluate without torchrun")
         return report_instances(method, dataset, args.run_dir, args.episodes, args.seed, device, args.progress,
                                 args.views)
     for n_way in args.ways:
         for k_shot in args.shots:
-            dataset.check_episode(n_way, k_shot, args.queries)
+            EpisodeSampler(dataset, n_way, k_shot, args.queries, 1, within_alphabet=args.within_alphabet)  # checks
+    if args.head:
+        method = with_head(method, args.head)
     results: list[EvaluationResult] = []
-    print(f"{config.method} on {dataset} ({args.episodes} episodes per setting, {args.queries} queries per class)")
-    print(f"{'setting':<16}{'accuracy':>10}{'95% CI':>10}{'episodes/s':>12}")
+    rule = f" with the {args.head} head" if args.head else ""
+    print(f"{config.method}{rule} on {dataset} ({args.episodes} episodes per setting, {args.queries} queries per class)")
+    width = 32 if args.within_alphabet else 16
+    print(f"{'setting':<{width}}{'accuracy':>10}{'95% CI':>10}{'episodes/s':>12}")
     evaluator = ShardedEvaluator(method, dataset, group, device, progress=args.progress, bf16=args.bf16)
     for n_way in args.ways:
         for k_shot in args.shots:
-            result = evaluator.evaluate(n_way, k_shot, args.queries, args.episodes, args.seed)
+            result = evaluator.evaluate(n_way, k_shot, args.queries, args.episodes, args.seed, args.within_alphabet)
             results.append(result)
-            print(f"{f'{n_way}-way {k_shot}-shot':<16}{100 * result.mean:>9.2f}%{100 * result.ci95:>9.2f}"
+            print(f"{result.setting:<{width}}{100 * result.mean:>9.2f}%{100 * result.ci95:>9.2f}"
                   f"{result.episodes_per_second:>12.0f}", flush=True)
+    key = f"{config.dataset}/{config.split}/{args.partition}" + (f" {args.head} head" if args.head else "")
     if group.is_main:
-        save_results(Path(args.run_dir) / EVALUATION_FILE, f"{config.dataset}/{config.split}/{args.partition}", results)
+        save_results(Path(args.run_dir) / EVALUATION_FILE, key, results)
     return 0
 
 
@@ -105,5 +120,5 @@ def save_results(path: Path, key: str, results: list[EvaluationResult]) -> None:
     existing = json.loads(path.read_text()) if path.exists() else {}
     section = existing.setdefault(key, {})
     for r in results:
-        section[f"{r.n_way}-way {r.k_shot}-shot"] = r.to_dict()
+        section[r.setting] = r.to_dict()
     atomic_write_json(path, existing)

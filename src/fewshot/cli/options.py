@@ -79,7 +79,7 @@ def docstring_args(obj: Any) -> dict[str, str]:
 def add_method_flags(parser: argparse.ArgumentParser, cls: type) -> list[str]:
     """One flag per keyword argument of the method's ``__init__`` (except ``encoder``)."""
     group = parser.add_argument_group(f"{cls.name} options", DEFAULTS_NOTE)
-    helps = docstring_args(cls)
+    helps = {name: text for klass in reversed(cls.__mro__) for name, text in docstring_args(klass).items()}
     hints = typing.get_type_hints(cls.__init__)
     names = []
     for name, param in inspect.signature(cls.__init__).parameters.items():

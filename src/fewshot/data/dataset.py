@@ -86,6 +86,14 @@ class ImageDataset(Dataset):
             table[c, : len(idx)] = idx
         return table, torch.arange(table.shape[1])[None, :] >= sizes[:, None]
 
+    def alphabets(self) -> dict[str, torch.Tensor]:
+        """The classes of each alphabet: class names ``"<Alphabet>/..."`` grouped by what precedes the first
+        ``/`` (Omniglot's alphabets), in order of first appearance; a name without ``/`` is its own group."""
+        groups: dict[str, list[int]] = {}
+        for c, name in enumerate(self.class_names):
+            groups.setdefault(name.split("/", 1)[0], []).append(c)
+        return {name: torch.tensor(members) for name, members in groups.items()}
+
     @property
     def class_sizes(self) -> torch.Tensor:
         return torch.bincount(self.labels, minlength=self.num_classes)

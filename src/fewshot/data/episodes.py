@@ -26,6 +26,12 @@ class EpisodeSampler(Sampler[list[int]]):
     map, also drawn from ``(seed, i)``; with ``distort_until`` too, only episodes
     ``i < distort_until`` are distorted and the later ones are clean, like test images.
 
+    With ``within_alphabet``, all classes of an episode come from one alphabet
+    (:meth:`~fewshot.data.dataset.ImageDataset.alphabets`), drawn uniformly among those with at
+    least ``n_way`` classes: the one-shot test of Lake et al. (2015) and Koch et al. (2015).
+    Omniglot's 20 drawings of a character are by 20 different people, so the support and the
+    queries of a class are always by different drawers.
+
     Raises :class:`~fewshot.errors.FewShotError` at construction if the dataset cannot
     supply such episodes.
 
@@ -46,6 +52,7 @@ class EpisodeSampler(Sampler[list[int]]):
         seed: int = 0,
         distortion: dict[str, Any] | None = None,
         distort_until: int | None = None,
+        within_alphabet: bool = False,
     ) -> None:
         dataset.check_episode(n_way, k_shot, n_query)
         if distort_until is not None and distort_until < 0:
@@ -56,6 +63,14 @@ class EpisodeSampler(Sampler[list[int]]):
         self.seed = seed
         self.distortion, self.distort_until = distortion, distort_until
         self._table, self._invalid = dataset.index_table()
+        self.within_alphabet = within_alphabet
+        self._alphabets = [m for m in dataset.alphabets().values() if len(m) >= n_way] if within_alphabet else []
+        if within_alphabet and not self._alphabets:
+            largest = max(len(m) for m in dataset.alphabets().values())
+            raise FewShotError(
+                f"within-alphabet {n_way}-way episodes need an alphabet of at least {n_way} classes, but the "
+                f"largest alphabet of {dataset.name} has {largest} (class names group as '<Alphabet>/...'); "
+                f"use at most {largest} ways, or leave out --within-alphabet")
 
     def __len__(self) -> int:
         return self.n_episodes
@@ -63,7 +78,11 @@ class EpisodeSampler(Sampler[list[int]]):
     def indices(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Episode ``i`` as ``(indices [n_way, k_shot + n_query], classes [n_way])``."""
         g = generator(self.seed, i)
-        classes = torch.randperm(self.dataset.num_classes, generator=g)[: self.n_way]
+        if self.within_alphabet:
+            members = self._alphabets[int(torch.randint(len(self._alphabets), (1,), generator=g))]
+            classes = members[torch.randperm(len(members), generator=g)[: self.n_way]]
+        else:
+            classes = torch.randperm(self.dataset.num_classes, generator=g)[: self.n_way]
         keys = torch.rand(self.n_way, self._table.shape[1], generator=g)
         keys.masked_fill_(self._invalid[classes], 2.0)
         picks = keys.argsort(dim=1)[:, : self.k_shot + self.n_query]

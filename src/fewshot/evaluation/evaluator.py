@@ -33,6 +33,7 @@ class EvaluationResult:
     n_query: int
     n_episodes: int
     seed: int
+    within_alphabet: bool
     mean: float
     ci95: float
     std: float
@@ -42,8 +43,13 @@ class EvaluationResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def setting(self) -> str:
+        """``"20-way 1-shot"``, with ``" within-alphabet"`` for those episodes."""
+        return f"{self.n_way}-way {self.k_shot}-shot" + (" within-alphabet" if self.within_alphabet else "")
+
     def __str__(self) -> str:
-        return (f"{self.n_way}-way {self.k_shot}-shot: {100 * self.mean:.2f}% +- {100 * self.ci95:.2f} "
+        return (f"{self.setting}: {100 * self.mean:.2f}% +- {100 * self.ci95:.2f} "
                 f"({self.n_episodes} episodes, {self.episodes_per_second:.0f} episodes/s)")
 
 
@@ -92,9 +98,11 @@ class Evaluator:
 
     @torch.inference_mode()
     def evaluate(self, n_way: int = 5, k_shot: int = 1, n_query: int = 15, n_episodes: int = 1000,
-                 seed: int = 0) -> EvaluationResult:
-        """Accuracy on ``n_episodes`` N-way K-shot episodes; episode ``i`` is drawn from ``(seed, i)``."""
-        sampler = EpisodeSampler(self.dataset, n_way, k_shot, n_query, n_episodes, seed)
+                 seed: int = 0, within_alphabet: bool = False) -> EvaluationResult:
+        """Accuracy on ``n_episodes`` N-way K-shot episodes; episode ``i`` is drawn from ``(seed, i)``,
+        with ``within_alphabet`` from one alphabet (see :class:`~fewshot.data.episodes.EpisodeSampler`)."""
+        sampler = EpisodeSampler(self.dataset, n_way, k_shot, n_query, n_episodes, seed,
+                                 within_alphabet=within_alphabet)
         was_training = self.method.training
         self.method.eval()
         start = time.perf_counter()
@@ -105,7 +113,7 @@ class Evaluator:
         seconds = time.perf_counter() - start
         self.method.train(was_training)
         mean, ci95, std = mean_and_ci95(accuracies)
-        return EvaluationResult(n_way, k_shot, n_query, n_episodes, seed, mean, ci95, std, seconds,
+        return EvaluationResult(n_way, k_shot, n_query, n_episodes, seed, within_alphabet, mean, ci95, std, seconds,
                                 n_episodes / max(seconds, 1e-9))
 
     def episode_accuracies(self, sampler: EpisodeSampler, bar: tqdm) -> torch.Tensor:
@@ -154,6 +162,7 @@ def evaluate(
     device: torch.device | str | None = None,
     progress: bool = True,
     bf16: bool = False,
+    within_alphabet: bool = False,
 ) -> EvaluationResult:
     """Accuracy of ``method`` on ``n_episodes`` N-way K-shot episodes of ``dataset`` (see :class:`Evaluator`).
 
@@ -161,7 +170,8 @@ def evaluate(
         >>> result = evaluate(model, splits["test"], n_way=20, k_shot=1)
         >>> print(result)  # 20-way 1-shot: 96.10% +- 0.30 (1000 episodes, ...)
     """
-    return Evaluator(method, dataset, device, progress, bf16).evaluate(n_way, k_shot, n_query, n_episodes, seed)
+    return Evaluator(method, dataset, device, progress, bf16).evaluate(n_way, k_shot, n_query, n_episodes, seed,
+                                                                       within_alphabet)
 
 
 def _evaluate_per_episode(method: Method, sampler: EpisodeSampler, device: torch.device, bar: tqdm) -> torch.Tensor:

@@ -3,6 +3,9 @@ from fewshot.methods import protonet as _protonet  # noqa: F401
 from fewshot.methods import siamese as _siamese  # noqa: F401
 from fewshot.methods import metric as _metric  # noqa: F401  (registers "metric" and "triplet")
 from fewshot.methods import mann as _mann  # noqa: F401  (registers "mann")
+from fewshot.methods import matching as _matching  # noqa: F401  (registers "matching")
+from fewshot.methods import relation as _relation  # noqa: F401  (registers "relation")
+from fewshot.methods import mahalanobis as _mahalanobis  # noqa: F401  (registers "mahalanobis")
 from fewshot.methods.base import Method
 from fewshot.methods.registry import METHODS
 

@@ -43,6 +43,9 @@ class Method(nn.Module, ABC):
     #: method cannot serve a gallery, and :attr:`gallery_refusal` says why.
     gallery_rule: ClassVar[str | None] = None
     gallery_refusal: ClassVar[str] = "its scores are not a comparison of one query with stored examples"
+    #: Whether :attr:`encoder` maps one image to an embedding on its own, so that another classify rule
+    #: (a test-time head, :mod:`fewshot.evaluation.heads`) can use it.
+    embeds_images: ClassVar[bool] = True
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()

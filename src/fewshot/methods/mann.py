@@ -108,6 +108,7 @@ class MANN(Method):
         "examples"
     )
     default_encoder = "flatten"
+    embeds_images = False
     option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"memory": MEMORIES, "controller": CONTROLLERS,
                                                             "write": WRITES}
 
