@@ -63,3 +63,21 @@ def test_bad_options_are_refused():
         RelationNetworks(build_encoder("relation_conv4", 1, 28), loss="hinge")
     with pytest.raises(FewShotError, match="--encoder relation_conv4"):
         RelationNetworks(build_encoder("conv4", 1, 28))
+
+
+def test_transductive_batch_norm_uses_each_episode_and_leaves_the_model_as_it_was(one_thread):
+    data = make_dataset(n_classes=24, per_class=10, size=24, seed=1)
+    torch.manual_seed(0)
+    model = RelationNetworks(build_encoder("relation_conv4", 1, 24, hidden=32), n_way=5, k_shot=1, n_query=3)
+    train_briefly(model, data.subset(range(16)), 10)
+    model.eval()
+    test = data.subset(range(16, 24))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = evaluate(model, test, n_way=4, k_shot=1, n_query=3, n_episodes=20, progress=False)
+    transductive = evaluate(model, test, n_way=4, k_shot=1, n_query=3, n_episodes=20, progress=False,
+                            transductive=True)
+    assert transductive.setting == "4-way 1-shot transductive" and transductive.mean != plain.mean
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(m.training for m in model.modules())
+    again = evaluate(model, test, n_way=4, k_shot=1, n_query=3, n_episodes=20, progress=False)
+    assert again.mean == plain.mean

@@ -52,3 +52,10 @@ def test_evaluate_within_alphabet_from_the_cli(omniglot_root, tmp_path, capsys):
     assert saved["2-way 1-shot within-alphabet"]["within_alphabet"] is True
     assert main([*args[:3], "3", *args[4:], "--within-alphabet"]) == 2  # 3-way: no evaluation alphabet is so large
     assert "need an alphabet of at least 3 classes" in capsys.readouterr().err
+
+
+def test_rotated_classes_group_by_alphabet_and_rotation():
+    names = [f"{a}/character{c:02d}/rot{r:03d}" for a in ("Greek", "Latin") for c in (1, 2) for r in (0, 90)]
+    data = ImageDataset(torch.zeros(len(names), 1, 8, 8, dtype=torch.uint8), torch.arange(len(names)), names)
+    groups = {k: v.tolist() for k, v in data.alphabets().items()}
+    assert groups == {"Greek/rot000": [0, 2], "Greek/rot090": [1, 3], "Latin/rot000": [4, 6], "Latin/rot090": [5, 7]}

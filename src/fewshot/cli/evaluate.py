@@ -45,6 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "results are saved as 'N-way K-shot within-alphabet')")
     parser.add_argument("--head", choices=HEADS, help="classify with this rule on the run's trained embedding "
                         "instead of the method's own (mahalanobis: Simple CNAPS's shrunk class covariances)")
+    parser.add_argument("--head-ridge", type=float, default=1.0, help="mahalanobis head: b, the multiple of the "
+                        "identity added to every covariance (default: 1.0, the paper's)")
+    parser.add_argument("--transductive-batch-norm", dest="transductive", action="store_true",
+                        help="batch norm on each episode's own statistics, as Sung et al. (Relation Networks) and "
+                             "Finn et al. (MAML) tested; slower (one episode at a time), saved as '... transductive'")
     parser.add_argument("--views", type=int, default=1, choices=VIEW_COUNTS,
                         help="mann runs: also test with the class probabilities averaged over 4 whole-episode "
                              "rotations (or 8: and their mirror images), on the same episodes (default: 1, none)")
@@ -85,9 +90,9 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
     if dataset is None:
         raise FewShotError(f"split {config.split!r} of {config.dataset} has no {args.partition!r} partition")
     if config.method == "mann":  # sequence episodes, accuracy by instance number (Santoro et al. 2016)
-        if args.within_alphabet or args.head:
-            raise FewShotError("mann runs are tested on sequence episodes by instance; --within-alphabet and "
-                               "--head apply to the other methods: leave them out")
+        if args.within_alphabet or args.head or args.transductive:
+            raise FewShotError("mann runs are tested on sequence episodes by instance; --within-alphabet, --head "
+                               "and --transductive-batch-norm apply to the other methods: leave them out")
         if group.distributed:
             raise FewShotError("mann runs are tested by instance in one process: run fewshot evaluate without torchrun")
         return report_instances(method, dataset, args.run_dir, args.episodes, args.seed, device, args.progress,
@@ -96,20 +101,23 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
         for k_shot in args.shots:
             EpisodeSampler(dataset, n_way, k_shot, args.queries, 1, within_alphabet=args.within_alphabet)  # checks
     if args.head:
-        method = with_head(method, args.head)
+        method = with_head(method, args.head, args.head_ridge)
     results: list[EvaluationResult] = []
     rule = f" with the {args.head} head" if args.head else ""
     print(f"{config.method}{rule} on {dataset} ({args.episodes} episodes per setting, {args.queries} queries per class)")
-    width = 32 if args.within_alphabet else 16
+    width = 16 + 16 * args.within_alphabet + 13 * args.transductive
     print(f"{'setting':<{width}}{'accuracy':>10}{'95% CI':>10}{'episodes/s':>12}")
-    evaluator = ShardedEvaluator(method, dataset, group, device, progress=args.progress, bf16=args.bf16)
+    evaluator = ShardedEvaluator(method, dataset, group, device, progress=args.progress, bf16=args.bf16,
+                                 transductive=args.transductive)
     for n_way in args.ways:
         for k_shot in args.shots:
             result = evaluator.evaluate(n_way, k_shot, args.queries, args.episodes, args.seed, args.within_alphabet)
             results.append(result)
             print(f"{result.setting:<{width}}{100 * result.mean:>9.2f}%{100 * result.ci95:>9.2f}"
                   f"{result.episodes_per_second:>12.0f}", flush=True)
-    key = f"{config.dataset}/{config.split}/{args.partition}" + (f" {args.head} head" if args.head else "")
+    key = f"{config.dataset}/{config.split}/{args.partition}"
+    if args.head:
+        key += f" {args.head} head" + (f" ridge {args.head_ridge:g}" if args.head_ridge != 1.0 else "")
     if group.is_main:
         save_results(Path(args.run_dir) / EVALUATION_FILE, key, results)
     return 0

@@ -87,11 +87,16 @@ class ImageDataset(Dataset):
         return table, torch.arange(table.shape[1])[None, :] >= sizes[:, None]
 
     def alphabets(self) -> dict[str, torch.Tensor]:
-        """The classes of each alphabet: class names ``"<Alphabet>/..."`` grouped by what precedes the first
-        ``/`` (Omniglot's alphabets), in order of first appearance; a name without ``/`` is its own group."""
+        """The classes of each alphabet, in order of first appearance.
+
+        Class names ``"<Alphabet>/<character>"`` group by alphabet, and ``"<Alphabet>/<character>/rotDDD"``
+        (the Vinyals split, rotated classes) by alphabet and rotation: one alphabet as drawn, or turned. A
+        name without ``/`` is a group of its own.
+        """
         groups: dict[str, list[int]] = {}
         for c, name in enumerate(self.class_names):
-            groups.setdefault(name.split("/", 1)[0], []).append(c)
+            parts = name.split("/")
+            groups.setdefault("/".join(parts[:1] + parts[2:]), []).append(c)
         return {name: torch.tensor(members) for name, members in groups.items()}
 
     @property

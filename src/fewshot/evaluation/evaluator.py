@@ -7,8 +7,10 @@ episodes are scored from the cached embeddings, many episodes at a time.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -39,14 +41,17 @@ class EvaluationResult:
     std: float
     seconds: float
     episodes_per_second: float
+    transductive: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @property
     def setting(self) -> str:
-        """``"20-way 1-shot"``, with ``" within-alphabet"`` for those episodes."""
-        return f"{self.n_way}-way {self.k_shot}-shot" + (" within-alphabet" if self.within_alphabet else "")
+        """``"20-way 1-shot"``, with ``" within-alphabet"`` for those episodes and ``" transductive"`` for batch norm
+        on each episode's statistics."""
+        return (f"{self.n_way}-way {self.k_shot}-shot" + (" within-alphabet" if self.within_alphabet else "")
+                + (" transductive" if self.transductive else ""))
 
     def __str__(self) -> str:
         return (f"{self.setting}: {100 * self.mean:.2f}% +- {100 * self.ci95:.2f} "
@@ -90,8 +95,9 @@ class Evaluator:
     """
 
     def __init__(self, method: Method, dataset: ImageDataset, device: torch.device | str | None = None,
-                 progress: bool = True, bf16: bool = False) -> None:
+                 progress: bool = True, bf16: bool = False, transductive: bool = False) -> None:
         self.method, self.dataset, self.progress, self.bf16 = method, dataset, progress, bf16
+        self.transductive = transductive
         self.device = torch.device(device) if device is not None else next(method.parameters()).device
         tune_cpu_allocator(self.device)
         self._embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -114,10 +120,13 @@ class Evaluator:
         self.method.train(was_training)
         mean, ci95, std = mean_and_ci95(accuracies)
         return EvaluationResult(n_way, k_shot, n_query, n_episodes, seed, within_alphabet, mean, ci95, std, seconds,
-                                n_episodes / max(seconds, 1e-9))
+                                n_episodes / max(seconds, 1e-9), self.transductive)
 
     def episode_accuracies(self, sampler: EpisodeSampler, bar: tqdm) -> torch.Tensor:
         """The accuracy of each episode of ``sampler``, in order (:mod:`fewshot.evaluation.sharded` shares them out)."""
+        if self.transductive:
+            with batch_statistics(self.method):
+                return _evaluate_per_episode(self.method, sampler, self.device, bar)
         if self.method.episode_independent:
             return self._evaluate_cached(sampler, bar)
         return _evaluate_per_episode(self.method, sampler, self.device, bar)
@@ -163,6 +172,7 @@ def evaluate(
     progress: bool = True,
     bf16: bool = False,
     within_alphabet: bool = False,
+    transductive: bool = False,
 ) -> EvaluationResult:
     """Accuracy of ``method`` on ``n_episodes`` N-way K-shot episodes of ``dataset`` (see :class:`Evaluator`).
 
@@ -170,8 +180,28 @@ def evaluate(
         >>> result = evaluate(model, splits["test"], n_way=20, k_shot=1)
         >>> print(result)  # 20-way 1-shot: 96.10% +- 0.30 (1000 episodes, ...)
     """
-    return Evaluator(method, dataset, device, progress, bf16).evaluate(n_way, k_shot, n_query, n_episodes, seed,
+    return Evaluator(method, dataset, device, progress, bf16, transductive).evaluate(n_way, k_shot, n_query, n_episodes, seed,
                                                                        within_alphabet)
+
+
+@contextlib.contextmanager
+def batch_statistics(method: Method) -> Iterator[None]:
+    """Batch norm on the statistics of each batch instead of those learned in training (transductive testing,
+    as Sung et al. 2018 and Finn et al. 2017 tested); the learned statistics are left as they were."""
+    norms = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+             for m in norms]
+    for m in norms:
+        m.train()
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+    try:
+        yield
+    finally:
+        for m, (training, momentum, tracked) in zip(norms, saved):
+            m.train(training)
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 def _evaluate_per_episode(method: Method, sampler: EpisodeSampler, device: torch.device, bar: tqdm) -> torch.Tensor:
