@@ -31,7 +31,7 @@ def test_split_first_convolution_equals_convolving_each_concatenated_pair():
     assert torch.allclose(module(query, classes), expected, atol=1e-5)
 
 
-def test_scores_lie_in_0_1_and_class_maps_are_sums_of_shots():
+def test_scores_lie_in_0_1_and_class_maps_pool_the_shots():
     torch.manual_seed(0)
     model = RelationNetworks(build_encoder("relation_conv4", 1, 28)).eval()
     support = torch.randn(6, 1600).abs()
@@ -39,8 +39,13 @@ def test_scores_lie_in_0_1_and_class_maps_are_sums_of_shots():
     query = torch.randn(4, 1600).abs()
     scores = model.scores(support, labels, query, 3)
     assert scores.shape == (4, 3) and scores.min() >= 0 and scores.max() <= 1
-    summed = support.view(3, 2, 1600).sum(1)
-    assert torch.allclose(model.scores(summed, torch.arange(3), query, 3), scores, atol=1e-6)
+    means = support.view(3, 2, 1600).mean(1)
+    assert torch.allclose(model.scores(means, torch.arange(3), query, 3), scores, atol=1e-6)
+    summing = RelationNetworks(build_encoder("relation_conv4", 1, 28), pool="sum").eval()
+    summing.load_state_dict(model.state_dict())
+    summed = summing.scores(support, labels, query, 3)
+    assert torch.allclose(summing.scores(support.view(3, 2, 1600).sum(1), torch.arange(3), query, 3), summed, atol=1e-6)
+    assert not torch.allclose(summed, scores)
     logits = RelationNetworks(build_encoder("relation_conv4", 1, 28), loss="cross_entropy").eval()
     assert logits.scores(support * 50, labels, query * 50, 3).abs().max() > 1  # logits are not squashed
 
@@ -61,6 +66,8 @@ def test_short_training_beats_chance_on_unseen_classes(loss, one_thread):
 def test_bad_options_are_refused():
     with pytest.raises(FewShotError, match="valid: mse, cross_entropy"):
         RelationNetworks(build_encoder("relation_conv4", 1, 28), loss="hinge")
+    with pytest.raises(FewShotError, match="valid: mean, sum"):
+        RelationNetworks(build_encoder("relation_conv4", 1, 28), pool="max")
     with pytest.raises(FewShotError, match="--encoder relation_conv4"):
         RelationNetworks(build_encoder("conv4", 1, 28))
 

@@ -1,8 +1,11 @@
 """Relation Networks (Sung et al. 2018): a learned distance between a query and a class.
 
 The embedding module keeps feature maps (64 x 5 x 5 for Omniglot at 28 x 28, see
-:class:`~fewshot.nets.relation_encoder.RelationEncoder`); a class's map is the sum of its
-support maps (section 3.3). The relation module scores each (query, class) pair,
+:class:`~fewshot.nets.relation_encoder.RelationEncoder`); a class's map pools its support maps:
+their mean by default, their sum as in the paper (section 3.3) by option. The two agree on
+1-shot classes; a model trained on 1-shot episodes reads 5-shot classes only with the mean (a sum
+is five times what it was trained on, and 20-way 5-shot accuracy falls to about a quarter,
+docs/benchmarks.md), and a gallery's classes hold different numbers of examples. The relation module scores each (query, class) pair,
 ``r = g([f(x_j), f(x_c)])`` (eq. 1): the two maps concatenated, two conv blocks, FC 8, FC 1 and a
 sigmoid, trained by the mean squared error against 1 for the query's own class and 0 for the
 others (eq. 2); or, by option, the cross-entropy of a softmax over the pre-sigmoid relations.
@@ -65,6 +68,8 @@ class RelationNetworks(EpisodicMethod):
         loss: ``mse`` (the paper's: sigmoid relation scores against one-hot targets) or
             ``cross_entropy`` (softmax over the relation logits).
         hidden: width of the relation module's first fully connected layer (the paper's 8).
+        pool: a class's map from its support maps: ``mean``, or ``sum`` (the paper's, for models
+            trained and tested at the same number of shots).
 
     Example:
         >>> from fewshot.nets import build_encoder
@@ -77,13 +82,15 @@ class RelationNetworks(EpisodicMethod):
     default_encoder = "relation_conv4"
     gallery_rule = "pairs"
     losses = ("mse", "cross_entropy")
-    option_choices = {"loss": losses}
+    pools = ("mean", "sum")
+    option_choices = {"loss": losses, "pool": pools}
 
     def __init__(
         self,
         encoder: nn.Module,
         loss: str = "mse",
         hidden: int = 8,
+        pool: str = "mean",
         n_way: int = 5,
         k_shot: int = 1,
         n_query: int = 19,
@@ -93,14 +100,16 @@ class RelationNetworks(EpisodicMethod):
         super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until)
         if loss not in self.losses:
             raise FewShotError(f"unknown loss {loss!r} for relation; valid: {', '.join(self.losses)}")
+        if pool not in self.pools:
+            raise FewShotError(f"unknown pool {pool!r} for relation; valid: {', '.join(self.pools)}")
         feature_shape = getattr(encoder, "feature_shape", None)
         if feature_shape is None:
             raise FewShotError("relation needs an encoder that keeps feature maps: pass --encoder relation_conv4")
-        self.loss = loss
+        self.loss, self.pool = loss, pool
         self.relation = RelationModule(tuple(feature_shape), hidden)
 
     def extra_repr(self) -> str:
-        return f"loss={self.loss!r}"
+        return f"loss={self.loss!r}, pool={self.pool!r}"
 
     def scores(
         self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, n_way: int
@@ -108,6 +117,8 @@ class RelationNetworks(EpisodicMethod):
         """Relation scores in [0, 1] (``mse``) or relation logits (``cross_entropy``), ``[..., n_query, n_way]``."""
         one_hot = F.one_hot(support_labels, n_way).to(support.dtype)
         class_maps = one_hot.T @ support  # the sum of each class's support maps
+        if self.pool == "mean":
+            class_maps = class_maps / one_hot.sum(0).unsqueeze(-1)
         logits = self.relation(query, class_maps)
         return logits.sigmoid() if self.loss == "mse" else logits
 
