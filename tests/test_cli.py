@@ -7,6 +7,8 @@ from PIL import Image
 from synthetic import make_dataset
 
 from fewshot.cli.main import main
+from fewshot.evaluation.evaluator import evaluate
+from fewshot.runs import load_data, load_run
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,11 @@ def test_train_resume_evaluate_and_plot(folder, tmp_path, capsys):
     assert "2-way 1-shot" in printed and "3-way 1-shot" in printed
     results = json.loads((run / "evaluation.json").read_text())["folder/0-5/6-7/8-11/test"]
     assert set(results) == {"2-way 1-shot", "3-way 1-shot"}
-    assert 0.0 <= results["2-way 1-shot"]["mean"] <= 1.0 and results["2-way 1-shot"]["n_episodes"] == 20
+    method, config = load_run(run)
+    test_set = load_data(config, ("test",), progress=False)["test"]
+    expected = evaluate(method, test_set, 2, 1, 2, n_episodes=20, seed=0, progress=False)
+    saved = results["2-way 1-shot"]
+    assert (saved["mean"], saved["ci95"], saved["n_episodes"]) == (expected.mean, expected.ci95, 20)
     png = tmp_path / "curves.png"
     assert main(["plot", "curves", str(run), "--out", str(png)]) == 0
     assert Image.open(png).size == (1000, 400)

@@ -11,6 +11,7 @@ from torch import nn
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.sequences import SequenceEpisodes
 from fewshot.errors import FewShotError
+from fewshot.evaluation.evaluator import mean_and_ci95
 from fewshot.evaluation.instances import (accuracy_by_instance, describe, evaluate_instances, load_results,
                                          markdown_table, save_results)
 from fewshot.methods import METHODS
@@ -112,7 +113,16 @@ def test_evaluate_instances_table_and_json(tmp_path):
     a = evaluate_instances(model, data, n_episodes=30, batch_size=8, progress=False)
     b = evaluate_instances(model, data, n_episodes=30, batch_size=8, progress=False)
     assert a.mean == b.mean  # same seed, same episodes
-    assert len(a.mean) == 4 and all(0 <= m <= 1 for m in a.mean) and all(c >= 0 for c in a.ci95)
+    episodes, table = model.sequence_episodes(data, 0, 8), []
+    model.eval()
+    with torch.inference_mode():
+        for i in range(4):
+            batch = episodes.batch(i)
+            table.append(accuracy_by_instance(model.predict(batch), batch.labels, 4))
+    model.train()
+    expected = [mean_and_ci95(torch.cat(table)[:30, k]) for k in range(4)]
+    assert a.mean == pytest.approx([e[0] for e in expected]) and a.ci95 == pytest.approx([e[1] for e in expected])
+    assert all(c > 0 for c in a.ci95)
     assert a.n_episodes == 30 and a.model == "MANN (LRUA, LSTM)"
     table = markdown_table([a, evaluate_instances(small_mann("none"), data, 10, progress=False)])
     assert "| model | classes | 1st | 2nd | 3rd | 4th |" in table and "| LSTM | 3 |" in table

@@ -99,8 +99,11 @@ def test_contrastive_loss_by_hand():
     assert contrastive_loss(d, y, margin=1.0).item() == pytest.approx((0.25 + 0.49) / 4)
     a, b = torch.tensor([[0.0, 0.0], [1.0, 1.0]]), torch.tensor([[3.0, 4.0], [1.0, 1.0]])  # d = 5, 0
     assert ContrastiveLoss(margin=6.0)(a, b, torch.tensor([0.0, 0.0])).item() == pytest.approx((1 + 36) / 2)
-    loss = ContrastiveLoss()(a, b.clone().requires_grad_(), torch.tensor([1.0, 1.0]))
+    right = b.clone().requires_grad_()
+    loss = ContrastiveLoss()(a, right, torch.tensor([1.0, 1.0]))  # (5^2 + 0^2) / 2
     loss.backward()  # zero distance: finite gradient (Euclidean distance floored at eps)
+    assert loss.item() == pytest.approx(12.5)
+    assert torch.allclose(right.grad, torch.tensor([[3.0, 4.0], [0.0, 0.0]]))  # d(d^2 / 2)/db = b - a, 0 at d = 0
     model = SiameseNetwork(Pixels(2), variant="euclidean-contrastive", margin=6.0)
     batch = pairs(a, b, torch.tensor([0.0, 0.0]))
     assert model.training_loss(batch)[0].item() == pytest.approx(18.5)
