@@ -298,7 +298,8 @@ class Trainer:
             self.average.method.load_state_dict(state["average"])
         self.step, self.best, self.elapsed = int(state["step"]), float(state["best"]), float(state["elapsed"])
         same_ranks = "rng_ranks" in state and saved[0] == now[0]
-        torch.set_rng_state(state["rng_ranks"][self.group.rank] if same_ranks else state["rng"])
+        rng = state["rng_ranks"][self.group.rank] if same_ranks else state["rng"]
+        torch.set_rng_state(rng.clone())  # a row of the stacked states: set_rng_state needs its own storage
         if self.group.is_main:
             self._truncate_log()
 
