@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
+from gallery_support import write_shapes
 from synthetic import make_dataset
 
 from fewshot.cli.main import main
@@ -111,12 +111,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("shapes")
-    data = make_dataset(n_classes=12, per_class=6, size=16, seed=5)
-    for i, (image, label) in enumerate(zip(data.images, data.labels)):
-        (root / f"class{int(label):02d}").mkdir(exist_ok=True)
-        Image.fromarray(image[0].numpy()).save(root / f"class{int(label):02d}" / f"{i}.png")
-    return root
+    return write_shapes(tmp_path_factory.mktemp("shapes"))
 
 
 def train_argv(folder: Path, out: Path, *extra: str) -> list[str]:
