@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ class WandbTracker(Tracker):
         import wandb
 
         id_file = run_dir / WANDB_ID_FILE
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
         atomic_write_text(id_file, run_id + "\n")
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "fewshot"), id=run_id, resume="allow",
                               name=run_dir.name, dir=str(run_dir), config=config.to_dict(),
