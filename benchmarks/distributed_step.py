@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from fewshot.data.dataset import ImageDataset
+from fewshot.distributed import start_group
 from fewshot.runs import build_method
 from fewshot.training.config import RunConfig
-from fewshot.training.distributed import start_group
 from fewshot.training.trainer import Trainer
 
 

@@ -19,13 +19,13 @@ from gallery_support import write_shapes
 from synthetic import make_dataset
 
 from fewshot.cli.main import main
+from fewshot.distributed import start_group
 from fewshot.evaluation.evaluator import Evaluator
 from fewshot.evaluation.sharded import ShardedEvaluator
 from fewshot.files import atomic_write_json
 from fewshot.runs import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, build_method, load_weights
 from fewshot.training.checkpoint import load_checkpoint
 from fewshot.training.config import RunConfig
-from fewshot.training.distributed import start_group
 from fewshot.training.trainer import Trainer
 
 DATA = make_dataset(n_classes=16, per_class=8, size=16, seed=2)

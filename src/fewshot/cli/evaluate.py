@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fewshot.data.episodes import EpisodeSampler
 from fewshot.data.views import VIEW_COUNTS
+from fewshot.distributed import Group, start_group
 from fewshot.errors import FewShotError
 from fewshot.evaluation.evaluator import EvaluationResult
 from fewshot.evaluation.heads import HEADS, with_head
@@ -16,7 +17,6 @@ from fewshot.evaluation.instances import report_instances
 from fewshot.evaluation.sharded import ShardedEvaluator
 from fewshot.files import atomic_write_json
 from fewshot.runs import EVALUATION_FILE, load_data, load_run
-from fewshot.training.distributed import Group, start_group
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -15,12 +15,12 @@ import torch
 import yaml
 
 from fewshot.cli.options import add_config_flags, add_method_flags
+from fewshot.distributed import Group, start_group
 from fewshot.errors import FewShotError
 from fewshot.files import atomic_write_text
 from fewshot.methods import METHODS
 from fewshot.runs import CONFIG_FILE, build_method, config_yaml, load_config, load_data, training_set
 from fewshot.training.config import RunConfig, available_configs, config_differences, resolve_config
-from fewshot.training.distributed import Group, start_group
 from fewshot.training.trainer import Trainer
 
 

@@ -11,9 +11,9 @@ from tqdm.auto import tqdm
 
 from fewshot.data.dataset import Episode, ImageDataset
 from fewshot.data.episodes import EpisodeSampler
+from fewshot.distributed import Group
 from fewshot.evaluation.evaluator import Evaluator
 from fewshot.methods.base import Method
-from fewshot.training.distributed import Group
 
 
 class EpisodeShard:

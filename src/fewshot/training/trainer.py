@@ -31,13 +31,14 @@ from tqdm.auto import tqdm
 
 from fewshot.data.dataset import ImageDataset
 from fewshot.device import tune_cpu_allocator
+from fewshot.distributed import Group
 from fewshot.errors import FewShotError
 from fewshot.files import atomic_write_text
 from fewshot.methods.base import Method
 from fewshot.runs import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE
 from fewshot.training.checkpoint import parse_checkpoint, read_checkpoint, save_checkpoint, save_weights
 from fewshot.training.config import RunConfig
-from fewshot.training.distributed import Group, wrap_for_training
+from fewshot.training.distributed import wrap_for_training
 from fewshot.training.trackers import Tracker, check_tracker, open_tracker
 
 LOG_EVERY = 10
@@ -120,7 +121,7 @@ class Trainer:
 
         ``resume`` continues from the checkpoint, which must be of as many processes and episodes per
         step as now unless ``allow_different_episodes``. Under several processes, the failure of
-        another one raises :class:`~fewshot.training.distributed.RankFailure` naming it.
+        another one raises :class:`~fewshot.distributed.RankFailure` naming it.
         """
         with self.group.failures():
             if resume:
