@@ -85,8 +85,8 @@ def test_a_nan_loss_stops_training_and_says_what_to_do(tmp_path):
     with torch.no_grad():
         next(method.parameters()).fill_(math.nan)
     trainer = Trainer(method, config, DATA, None, tmp_path, progress=False)
-    with pytest.raises(FloatingPointError, match="the loss became nan at step 0; lower the learning rate or set "
-                                                 "grad_clip, then resume from the last checkpoint"):
+    with pytest.raises(FewShotError, match=r"the loss became nan at step 0, and training stopped .*lower the "
+                                           r"learning rate \(--lr\) or set --grad-clip and train again"):
         trainer.fit()
 
 

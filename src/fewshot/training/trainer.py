@@ -216,8 +216,9 @@ class Trainer:
             self.average.update(self.step)
         means = dict(zip(sums, group.mean(torch.stack(list(sums.values())) / n).tolist()))
         if not math.isfinite(means["loss"]):
-            raise FloatingPointError(f"the loss became {means['loss']} at step {self.step}; lower the learning "
-                                     "rate or set grad_clip, then resume from the last checkpoint")
+            raise FewShotError(f"the loss became {means['loss']} at step {self.step}, and training stopped (the last "
+                               "checkpoint is intact); lower the learning rate (--lr) or set --grad-clip and train "
+                               "again with --overwrite: a resumed run would repeat the same steps")
         return {"loss": means["loss"], "accuracy": math.nan, **means}
 
     @property
