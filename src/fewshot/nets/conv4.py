@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from fewshot.errors import FewShotError
 from fewshot.nets.registry import ENCODERS
 
 
@@ -34,7 +35,9 @@ class Conv4(nn.Sequential):
 
     def __init__(self, in_channels: int = 1, image_size: int = 28, hidden: int = 64, depth: int = 4) -> None:
         if image_size < 2**depth:
-            raise ValueError(f"Conv-{depth} needs images of at least {2 ** depth} pixels, got {image_size}")
+            raise FewShotError(f"Conv-{depth} halves the image {depth} times and needs images of at least "
+                               f"{2 ** depth} pixels, got {image_size}: pass --image-size {2 ** depth} or more "
+                               "(28 for Omniglot)")
         blocks = [conv_block(in_channels if i == 0 else hidden, hidden) for i in range(depth)]
         super().__init__(*blocks, nn.Flatten())
         side = image_size

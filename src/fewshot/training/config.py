@@ -7,6 +7,8 @@ saved as ``config.yaml`` in the run directory, so a run can be rebuilt and resum
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,8 @@ class RunConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise FewShotError(f"{source}: unknown keys {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+        for name, value in values.items():
+            check_type(name, value, source)
         config = cls(**values)
         config.validate()
         return config
@@ -107,6 +111,41 @@ class RunConfig:
                                "leave it out to save the trained weights as they are")
         if self.tracker is not None and self.tracker not in TRACKERS:
             raise FewShotError(f"tracker must be one of {', '.join(TRACKERS)}, got {self.tracker!r}")
+
+
+KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}
+
+
+def check_type(name: str, value: Any, source: str = "config") -> None:
+    """Raise :class:`FewShotError` unless ``value`` has the type of the :class:`RunConfig` field ``name``.
+
+    Whole numbers pass for floats; booleans pass only for booleans (``True`` is not the number 1 here).
+    """
+    hint = typing.get_type_hints(RunConfig)[name]
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return
+    for kind in allowed:
+        if kind is type(None):
+            continue
+        if kind is bool and isinstance(value, bool):
+            return
+        if kind is not bool and not isinstance(value, bool) and (
+                isinstance(value, kind) or (kind is float and isinstance(value, int))):
+            return
+    wanted = " or ".join(KINDS[k] for k in allowed if k is not type(None))
+    optional = " (or left out)" if type(None) in allowed else ""
+    hint_float = "; YAML reads 1e-3 as a string: write 0.001 or 1.0e-3" if float in allowed and _numeric(value) else ""
+    raise FewShotError(f"{source}: {name} must be {wanted}{optional}, got {value!r} ({type(value).__name__})"
+                       f"{hint_float}")
+
+
+def _numeric(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
