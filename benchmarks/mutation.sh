@@ -1,49 +1,80 @@
 #!/usr/bin/env bash
-# Mutation testing (mutmut) of the modules behind the README's promises, with the fast tests that cover them.
-# Not part of CI: it runs the covering tests once per mutant (tens of minutes on two cores).
+# Mutation testing (mutmut) of the modules behind the README's promises, each with the fast tests that cover it.
+# Not part of CI: it runs the covering tests once per mutant (about an hour on two cores for every module).
 #
-#   bash benchmarks/mutation.sh                      # every module below
+#   bash benchmarks/mutation.sh                      # every module below, in this order
 #   bash benchmarks/mutation.sh data/episodes.py     # some of them (paths under src/fewshot/)
 #
 # It mutates a snapshot of the last commit (git archive HEAD) in a temporary folder, so edits in the
-# working tree are neither mutated nor disturbed; the summary and the surviving mutants' diffs are
-# written to ${MUTATION_OUT:-mutation-results}/ in the repository root.
+# working tree are neither mutated nor disturbed. One mutmut run per module, with one child process and
+# one thread (MUTATION_JOBS to change the first). Each module's summary, every mutant's status and the
+# surviving mutants' diffs go to ${MUTATION_OUT:-mutation-results}/<module>/, and one line per module
+# to summary.txt there.
+#
+# PYTHONPATH points at mutants/src, created before mutmut starts: tests that run the CLI in a subprocess
+# then import the mutated copy too (an editable install would give them /work/main/src). The folder must
+# exist when Python starts, or the import system caches it as missing and every test imports the
+# un-mutated source, which mutmut reports as "could not find any test case for any mutant".
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 out=${MUTATION_OUT:-$root/mutation-results}
+
+declare -A tests_of=(
+  [data/download.py]="tests/test_download.py tests/test_checksums.py"
+  [data/episodes.py]="tests/test_episodes.py tests/test_sampling_properties.py tests/test_within_alphabet.py tests/test_evaluator.py tests/test_intervals.py"
+  [evaluation/evaluator.py]="tests/test_evaluator.py tests/test_intervals.py tests/test_bf16.py tests/test_within_alphabet.py"
+  [training/checkpoint.py]="tests/test_safe_loading.py tests/test_trainer.py tests/test_error_paths.py"
+  [training/config.py]="tests/test_error_paths.py tests/test_trainer.py tests/test_safe_loading.py tests/test_bf16.py"
+  [training/trainer.py]="tests/test_trainer.py tests/test_error_paths.py tests/test_safe_loading.py tests/test_bf16.py"
+  [gallery/storage.py]="tests/test_gallery.py tests/test_gallery_cli.py"
+  [gallery/index.py]="tests/test_gallery.py tests/test_gallery_calibration.py tests/test_gallery_cli.py"
+  [gallery/decision.py]="tests/test_gallery.py tests/test_gallery_calibration.py tests/test_gallery_cli.py"
+)
 modules=("$@")
 if [ ${#modules[@]} -eq 0 ]; then
-  modules=(training/trainer.py training/checkpoint.py training/config.py evaluation/evaluator.py
-           data/episodes.py data/download.py)
+  modules=(data/download.py data/episodes.py evaluation/evaluator.py training/checkpoint.py training/config.py
+           training/trainer.py gallery/storage.py gallery/index.py gallery/decision.py)
 fi
-# The fast tests that cover each module. mutmut runs for each mutant the tests that called its function
-# in-process, so tests/test_resume.py (the CLI in subprocesses) is left out; run it by hand on a mutant.
-tests=(tests/test_trainer.py tests/test_safe_loading.py tests/test_evaluator.py
-       tests/test_intervals.py tests/test_bf16.py tests/test_episodes.py tests/test_sampling_properties.py
-       tests/test_download.py tests/test_checksums.py tests/test_error_paths.py)
+for module in "${modules[@]}"; do
+  [ -n "${tests_of[$module]:-}" ] || { echo "no covering tests listed for $module" >&2; exit 2; }
+done
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git -C "$root" archive HEAD | tar -x -C "$work"
 cd "$work"
-only=$(printf '"src/fewshot/%s", ' "${modules[@]}")
-existing=()
-for t in "${tests[@]}"; do [ -f "$t" ] && existing+=("\"$t\""); done
-selection=$(IFS=,; echo "${existing[*]}")
-cat >> pyproject.toml <<TOML
+cp pyproject.toml pyproject.orig.toml
+shopt -s nullglob
+kills=(tests/test_mutation_kills*.py)
+mkdir -p "$out"
+echo "# $(git -C "$root" rev-parse --short HEAD) $(date -u +%F) $(nproc) cores" >> "$out/summary.txt"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH="$work/mutants/src"
+for module in "${modules[@]}"; do
+  selection=$(printf '"%s", ' ${tests_of[$module]} "${kills[@]}")
+  cp pyproject.orig.toml pyproject.toml
+  cat >> pyproject.toml <<TOML
 
 [tool.mutmut]
 source_paths = ["src"]
-only_mutate = [${only%, }]
-pytest_add_cli_args_test_selection = [${selection}]
+only_mutate = ["src/fewshot/$module"]
+pytest_add_cli_args_test_selection = [${selection%, }]
+process_isolation = "forkserver"
 TOML
-export OMP_NUM_THREADS=1 PYTHONPATH="$work/mutants/src"
-mutmut run --max-children "${MUTATION_JOBS:-2}" || true
-mkdir -p "$out"
-mutmut results --all true > "$out/results.txt" 2>&1 || true
-: > "$out/survivors.diff"
-for name in $(grep -E ': survived$' "$out/results.txt" | sed 's/: survived$//' | tr -d ' '); do
-  mutmut show "$name" >> "$out/survivors.diff" 2>&1 || true
+  rm -rf mutants
+  mkdir -p mutants/src
+  dir="$out/${module%.py}"
+  mkdir -p "$dir"
+  echo "== $module: ${tests_of[$module]}"
+  mutmut run --max-children "${MUTATION_JOBS:-1}" > "$dir/run.log" 2>&1 || echo "mutmut exited $? (see $dir/run.log)"
+  mutmut results --all true > "$dir/results.txt" 2>&1 || true
+  : > "$dir/survivors.diff"
+  for name in $(grep -E ': survived$' "$dir/results.txt" | sed 's/: survived$//' | tr -d ' '); do
+    mutmut show "$name" >> "$dir/survivors.diff" 2>&1 || true
+  done
+  count() { grep -c ": $1\$" "$dir/results.txt" || true; }
+  line=$(printf '%-26s mutants %4s  killed %4s  survived %4s  timeout %4s  no-tests %4s  suspicious %4s' "$module" \
+    "$(grep -cE ': [a-z ]+$' "$dir/results.txt" || true)" "$(count killed)" "$(count survived)" "$(count timeout)" \
+    "$(count 'no tests')" "$(count suspicious)")
+  echo "$line" | tee "$dir/summary.txt"
+  echo "$line" >> "$out/summary.txt"
 done
-for status in killed survived timeout suspicious "no tests" "not checked" skipped; do
-  printf '%-12s %s\n' "$status" "$(grep -c ": $status\$" "$out/results.txt" || true)"
-done | tee "$out/summary.txt"
