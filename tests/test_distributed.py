@@ -199,3 +199,56 @@ def test_a_killed_rank_is_named_and_the_run_resumes_exactly(folder, two_nodes, t
     assert [(r["step"], r["lr"]) for r in train] == [(r["step"], r["lr"]) for r in uninterrupted]
     assert train[-1]["loss"] == pytest.approx(uninterrupted[-1]["loss"])  # steps 11-12 (earlier windows span the kill)
     assert len(records(run, "end")) == 1
+
+
+EVERY_METHOD = {
+    "protonet": dict(n_way=5, k_shot=1, n_query=2),
+    "metric": dict(loss="triplet_margin", miner="batch_hard", classes_per_batch=4, images_per_class=2),
+    "triplet": dict(batch_size=8),
+    "siamese": dict(variant="koch-l1", batch_size=8),
+    "mann": dict(n_classes=3, instances=2, batch_size=2, controller_size=16, slots=8, width=8),
+    "matching": dict(fce=True, n_way=5, k_shot=1, n_query=2),
+    "relation": dict(n_way=5, k_shot=1, n_query=2),
+    "mahalanobis": dict(n_way=4, k_shot=2, n_query=2),
+}
+WIDE = make_dataset(n_classes=10, per_class=6, size=24, seed=3)
+
+
+def train_every_method(rank: int, world_size: int, port: int, out: Path) -> None:
+    """Two steps of every method under DDP; each rank writes the sum of its parameters."""
+    from fewshot.methods import METHODS
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    group = start_group()
+    try:
+        sums = {}
+        for name, options in EVERY_METHOD.items():
+            config = RunConfig(method=name, encoder=METHODS.get(name).default_encoder, image_size=24, steps=2,
+                               val_every=0, checkpoint_every=2, threads=1, options=options)
+            method = build_method(config, WIDE.image_shape)
+            before = sum(p.double().sum().item() for p in method.parameters())
+            (out / name).mkdir(parents=True, exist_ok=True)
+            Trainer(method, config, WIDE, None, out / name, progress=False, group=group).fit()
+            sums[name] = (before, [p.double().sum().item() for p in method.parameters()])
+        atomic_write_json(out / f"sums{rank}.json", sums)
+    finally:
+        group.close()
+
+
+def test_every_method_trains_under_two_processes_with_synchronised_gradients(tmp_path):
+    port = free_port()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=train_every_method, args=(r, 2, port, tmp_path)) for r in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(180)
+    assert [w.exitcode for w in workers] == [0, 0]
+    ranks = [json.loads((tmp_path / f"sums{r}.json").read_text()) for r in range(2)]
+    for name in EVERY_METHOD:
+        (before, zero), (_, one) = ranks[0][name], ranks[1][name]
+        assert zero == one, f"{name}: the two processes hold different weights after two steps"
+        assert sum(zero) != before, f"{name}: training changed nothing"
+        assert (tmp_path / name / MODEL_FILE).exists()
