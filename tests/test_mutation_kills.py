@@ -4,6 +4,7 @@ Each test names the promise it keeps; docs/benchmarks.md lists the mutants they 
 from __future__ import annotations
 
 import hashlib
+import math
 
 import pytest
 import torch
@@ -14,6 +15,13 @@ from fewshot.data.dataset import ImageDataset
 from fewshot.data.download import Resource, ensure_files
 from fewshot.data.episodes import EpisodeSampler
 from fewshot.errors import FewShotError
+from fewshot.evaluation.evaluator import Evaluator, _evaluate_per_episode, evaluate, mean_and_ci95
+from fewshot.methods.base import Method
+from fewshot.methods.protonet import PrototypicalNetworks
+from fewshot.methods.siamese import SiameseNetwork
+from fewshot.nets import build_encoder
+from fewshot.nets.flatten import FlattenEncoder
+from fewshot.training.checkpoint import parse_checkpoint
 
 PAYLOAD = bytes(range(256)) * 64
 
@@ -60,3 +68,79 @@ def test_distort_until_zero_is_accepted_and_leaves_every_episode_clean():
     clean = EpisodeSampler(data, 3, 1, 1, 4, seed=3)
     never = EpisodeSampler(data, 3, 1, 1, 4, seed=3, distortion=KOCH_DISTORTION, distort_until=0)
     assert all(torch.equal(never.episode(i).support, clean.episode(i).support) for i in range(4))
+
+
+class NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+
+def reference(method: Method, data: ImageDataset, n_way: int, k_shot: int, n_query: int, n_episodes: int,
+              seed: int = 0) -> tuple[float, float, float]:
+    """The slow path: each episode on its own, through set_support and classify."""
+    sampler = EpisodeSampler(data, n_way, k_shot, n_query, n_episodes, seed)
+    with torch.inference_mode():
+        return mean_and_ci95(_evaluate_per_episode(method.eval(), sampler, torch.device("cpu"), NoBar()))
+
+
+def protonet() -> PrototypicalNetworks:
+    torch.manual_seed(0)
+    return PrototypicalNetworks(build_encoder("conv4", 1, 16)).eval()
+
+
+def test_the_ci95_of_one_and_of_two_episodes():
+    assert mean_and_ci95(torch.tensor([0.5])) == (0.5, 0.0, 0.0)
+    mean, ci95, std = mean_and_ci95(torch.tensor([0.0, 1.0]))
+    assert mean == 0.5 and math.isclose(std, 2 ** -0.5, rel_tol=1e-6) and math.isclose(ci95, 0.98, rel_tol=1e-6)
+
+
+def test_the_default_evaluation_is_1000_five_way_one_shot_episodes_and_every_chunk_counts():
+    """More episodes than one chunk of cached scores (256): each episode is scored once, in order."""
+    data = make_dataset(n_classes=6, per_class=16, size=8, seed=3)
+    method = PrototypicalNetworks(FlattenEncoder(1, 8))
+    result = evaluate(method, data, device="cpu", progress=False)
+    assert (result.n_way, result.k_shot, result.n_query, result.n_episodes, result.seed) == (5, 1, 15, 1000, 0)
+    mean, ci95, std = reference(method, data, 5, 1, 15, 1000)
+    assert math.isclose(result.mean, mean, abs_tol=1e-6) and math.isclose(result.ci95, ci95, rel_tol=1e-5)
+    assert str(result).startswith(f"5-way 1-shot: {100 * mean:.2f}% +- {100 * ci95:.2f} (1000 episodes, ")
+
+
+def test_an_evaluator_is_inductive_unless_asked_and_evaluate_passes_every_setting_on():
+    data = make_dataset(n_classes=6, per_class=4, size=16, seed=3)
+    method = protonet()
+    plain = Evaluator(method, data, progress=False).evaluate(3, 1, 2, n_episodes=5)
+    assert plain.transductive is False and plain.setting == "3-way 1-shot"
+    norms = [m for m in method.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    learned = [(m.running_mean.clone(), m.num_batches_tracked.clone()) for m in norms]
+    result = evaluate(method, data, 3, 1, 2, n_episodes=5, progress=False, transductive=True)
+    assert result.transductive is True and result.setting == "3-way 1-shot transductive"
+    assert all(torch.equal(m.running_mean, mean) and torch.equal(m.num_batches_tracked, tracked)
+               for m, (mean, tracked) in zip(norms, learned))
+    names = [f"{alphabet}/character{c}" for alphabet in ("Greek", "Latin") for c in range(3)]
+    alphabets = ImageDataset(data.images[:24], torch.arange(6).repeat_interleave(4), names)
+    assert evaluate(method, alphabets, 3, 1, 2, n_episodes=5, progress=False, within_alphabet=True).within_alphabet
+
+
+class EpisodeDependentProtoNet(PrototypicalNetworks):
+    """A method whose embeddings may depend on the episode: evaluated episode by episode."""
+
+    episode_independent = False
+
+
+@pytest.mark.parametrize("build", [
+    lambda: EpisodeDependentProtoNet(build_encoder("conv4", 1, 16)),
+    lambda: SiameseNetwork(build_encoder("conv4", 1, 16), variant="unshared-concat"),  # two towers
+], ids=["episode-dependent", "unshared-siamese"])
+def test_every_evaluation_path_gives_the_accuracies_of_episode_by_episode(build):
+    data = make_dataset(n_classes=6, per_class=5, size=16, seed=3)
+    torch.manual_seed(0)
+    method = build().eval()
+    result = evaluate(method, data, 3, 2, 3, n_episodes=12, seed=5, progress=False)
+    mean, ci95, _ = reference(method, data, 3, 2, 3, 12, seed=5)
+    assert math.isclose(result.mean, mean, abs_tol=1e-6) and math.isclose(result.ci95, ci95, rel_tol=1e-5)
+
+
+def test_an_empty_checkpoint_is_refused_with_one_clear_error():
+    with pytest.raises(FewShotError, match=r"^checkpoint run/checkpoint\.pt cannot be read \(EOFError: \); "
+                                           r"start the run again with --overwrite$"):
+        parse_checkpoint(b"", "run/checkpoint.pt")
