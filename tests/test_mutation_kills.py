@@ -100,7 +100,7 @@ def test_the_default_evaluation_is_1000_five_way_one_shot_episodes_and_every_chu
     method = PrototypicalNetworks(FlattenEncoder(1, 8))
     result = evaluate(method, data, device="cpu", progress=False)
     assert (result.n_way, result.k_shot, result.n_query, result.n_episodes, result.seed) == (5, 1, 15, 1000, 0)
-    mean, ci95, std = reference(method, data, 5, 1, 15, 1000)
+    mean, ci95, _ = reference(method, data, 5, 1, 15, 1000)
     assert math.isclose(result.mean, mean, abs_tol=1e-6) and math.isclose(result.ci95, ci95, rel_tol=1e-5)
     assert str(result).startswith(f"5-way 1-shot: {100 * mean:.2f}% +- {100 * ci95:.2f} (1000 episodes, ")
 
