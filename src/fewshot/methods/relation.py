@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewshot.errors import FewShotError
+from fewshot.methods.base import class_means
 from fewshot.methods.episodic import EpisodicMethod
 from fewshot.methods.registry import METHODS
 
@@ -115,10 +116,10 @@ class RelationNetworks(EpisodicMethod):
         self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, n_way: int
     ) -> torch.Tensor:
         """Relation scores in [0, 1] (``mse``) or relation logits (``cross_entropy``), ``[..., n_query, n_way]``."""
-        one_hot = F.one_hot(support_labels, n_way).to(support.dtype)
-        class_maps = one_hot.T @ support  # the sum of each class's support maps
         if self.pool == "mean":
-            class_maps = class_maps / one_hot.sum(0).unsqueeze(-1)
+            class_maps = class_means(support, support_labels, n_way)
+        else:
+            class_maps = F.one_hot(support_labels, n_way).to(support.dtype).T @ support
         logits = self.relation(query, class_maps)
         return logits.sigmoid() if self.loss == "mse" else logits
 
