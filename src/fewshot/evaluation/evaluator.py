@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.episodes import EpisodeSampler
 from fewshot.device import tune_cpu_allocator
-from fewshot.methods.base import Method
+from fewshot.methods.base import Method, test_time_mode
 from fewshot.nets.inference import fold_batch_norm
 
 EMBED_BATCH = 1024
@@ -65,7 +65,6 @@ def mean_and_ci95(accuracies: torch.Tensor) -> tuple[float, float, float]:
     return accuracies.mean().item(), 1.96 * std / math.sqrt(n), std
 
 
-@torch.inference_mode()
 def embed_dataset(method: Method, dataset: ImageDataset, device: torch.device, query: bool,
                   bf16: bool = False) -> torch.Tensor:
     """Embeddings of every image of ``dataset`` (as queries or as support), in batches.
@@ -77,7 +76,7 @@ def embed_dataset(method: Method, dataset: ImageDataset, device: torch.device, q
     embedder = fold_batch_norm(method).to(memory_format=torch.channels_last)
     embed = embedder.embed_query if query else embedder.embed_support
     out = []
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+    with test_time_mode(method), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, len(dataset), EMBED_BATCH):
             idx = torch.arange(start, min(start + EMBED_BATCH, len(dataset)))
             images = dataset.images_at(idx).to(device).contiguous(memory_format=torch.channels_last)
@@ -102,11 +101,16 @@ class Evaluator:
         tune_cpu_allocator(self.device)
         self._embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    @torch.inference_mode()
     def evaluate(self, n_way: int = 5, k_shot: int = 1, n_query: int = 15, n_episodes: int = 1000,
                  seed: int = 0, within_alphabet: bool = False) -> EvaluationResult:
         """Accuracy on ``n_episodes`` N-way K-shot episodes; episode ``i`` is drawn from ``(seed, i)``,
-        with ``within_alphabet`` from one alphabet (see :class:`~fewshot.data.episodes.EpisodeSampler`)."""
+        with ``within_alphabet`` from one alphabet (see :class:`~fewshot.data.episodes.EpisodeSampler`).
+        Runs under :func:`~fewshot.methods.base.test_time_mode`."""
+        with test_time_mode(self.method):
+            return self._evaluate(n_way, k_shot, n_query, n_episodes, seed, within_alphabet)
+
+    def _evaluate(self, n_way: int, k_shot: int, n_query: int, n_episodes: int, seed: int,
+                  within_alphabet: bool) -> EvaluationResult:
         sampler = EpisodeSampler(self.dataset, n_way, k_shot, n_query, n_episodes, seed,
                                  within_alphabet=within_alphabet)
         was_training = self.method.training

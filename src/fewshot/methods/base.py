@@ -9,6 +9,7 @@ documented in an ``Args:`` section, which the CLI turns into flags.
 """
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -46,6 +47,11 @@ class Method(nn.Module, ABC):
     #: Whether :attr:`encoder` maps one image to an embedding on its own, so that another classify rule
     #: (a test-time head, :mod:`fewshot.evaluation.heads`) can use it.
     embeds_images: ClassVar[bool] = True
+    #: Whether classifying takes gradient steps on the support set (an inner loop, a head fitted per
+    #: episode). The evaluator then runs under ``torch.no_grad`` instead of ``torch.inference_mode``
+    #: (:func:`test_time_mode`), and the method turns gradients on for its inner loop only, on copies
+    #: of its weights: the saved weights never change.
+    adapts_at_test_time: ClassVar[bool] = False
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
@@ -117,6 +123,12 @@ class Method(nn.Module, ABC):
         from fewshot.evaluation.evaluator import evaluate
 
         return evaluate(self, dataset, n_way, k_shot, n_query, n_episodes, seed, progress=False).mean
+
+
+def test_time_mode(method: Method) -> contextlib.AbstractContextManager:
+    """The context to classify in: ``torch.inference_mode()``, or ``torch.no_grad()`` for a method that
+    :attr:`~Method.adapts_at_test_time` (no inner-loop gradient can be taken under inference mode)."""
+    return torch.no_grad() if method.adapts_at_test_time else torch.inference_mode()
 
 
 def class_means(embeddings: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
