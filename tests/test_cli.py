@@ -114,5 +114,8 @@ def test_impossible_evaluation_episode_says_what_to_change(folder, tmp_path, cap
     assert main(train_args(folder, run, "--steps", "2")) == 0
     assert main(["evaluate", str(run), "--ways", "5", "--shots", "1", "--no-progress"]) == 2
     assert "5-way episodes need 5 classes" in capsys.readouterr().err
-    assert main(["evaluate", str(run), "--views", "4", "--no-progress"]) == 2
-    assert "--views applies to mann runs" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--ways", "2", "--shots", "1", "--queries", "2", "--episodes", "10",
+                 "--views", "4",
+                 "--no-progress"]) == 0
+    saved = json.loads((run / "evaluation.json").read_text())
+    assert "2-way 1-shot 4 views" in next(iter(saved.values()))

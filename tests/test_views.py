@@ -82,3 +82,79 @@ def test_evaluation_with_views_is_named_saved_and_loaded(tmp_path):
     assert load_results(tmp_path / "old.json") == [one]  # files from before views still load, as one view
     with pytest.raises(FewShotError, match="views must be"):
         evaluate_instances(model, data, n_episodes=10, progress=False, views=5)
+
+
+def small_protonet(seed: int = 0):
+    from fewshot.methods.protonet import PrototypicalNetworks
+    from fewshot.nets import build_encoder
+
+    torch.manual_seed(seed)
+    return PrototypicalNetworks(build_encoder("conv4", 1, 28), distance="euclidean").eval()
+
+
+def test_episode_views_average_the_probabilities_of_the_turned_episodes():
+    from synthetic import make_dataset
+
+    from fewshot.data.episodes import EpisodeSampler
+    from fewshot.evaluation.evaluator import Evaluator
+
+    model, data = small_protonet(), make_dataset(n_classes=8, per_class=6)
+    sampler = EpisodeSampler(data, 4, 1, 3, n_episodes=6, seed=2)
+    result = Evaluator(model, data, progress=False, views=4).evaluate(4, 1, 3, n_episodes=6, seed=2)
+    expected = []
+    with torch.no_grad():
+        for i in range(6):
+            ep = sampler.episode(i)
+            probs = sum(model.scores(model.encoder(dihedral_view(ep.support, v)), ep.support_labels,
+                                     model.encoder(dihedral_view(ep.query, v)), 4).softmax(-1) for v in range(4))
+            expected.append((probs.argmax(-1) == ep.query_labels).float().mean())
+    assert result.mean == pytest.approx(torch.stack(expected).mean().item(), abs=1e-6)
+    assert result.views == 4 and result.setting == "4-way 1-shot 4 views"
+    plain = Evaluator(model, data, progress=False).evaluate(4, 1, 3, n_episodes=6, seed=2)
+    assert plain.setting == "4-way 1-shot" and plain.views == 1
+
+
+def test_episode_views_of_an_episode_dependent_method_turn_support_and_queries_alike():
+    """Matching Networks with full context embeddings are classified one episode at a time, each view in turn."""
+    from synthetic import make_dataset
+
+    from fewshot.data.episodes import EpisodeSampler
+    from fewshot.evaluation.evaluator import Evaluator
+    from fewshot.methods.matching import MatchingNetworks
+    from fewshot.nets import build_encoder
+
+    torch.manual_seed(1)
+    model = MatchingNetworks(build_encoder("conv4", 1, 28), fce=True).eval()
+    data = make_dataset(n_classes=8, per_class=6, seed=3)
+    result = Evaluator(model, data, progress=False, views=8).evaluate(5, 2, 3, n_episodes=5)
+    sampler = EpisodeSampler(data, 5, 2, 3, n_episodes=5)
+    expected = []
+    with torch.no_grad():
+        for i in range(5):
+            ep = sampler.episode(i)
+            probs = 0
+            for v in range(8):
+                model.set_support(dihedral_view(ep.support, v), ep.support_labels)
+                probs = probs + model.classify(dihedral_view(ep.query, v)).softmax(-1)
+            expected.append((probs.argmax(-1) == ep.query_labels).float().mean())
+    assert result.mean == pytest.approx(torch.stack(expected).mean().item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("views,turned", [(4, 1), (8, 5)])
+def test_episode_views_do_not_change_when_every_image_is_turned(views, turned):
+    """The views form a group: a dataset turned as a whole gives the same averaged accuracy, a single view does not."""
+    from synthetic import make_dataset
+
+    from fewshot.data.dataset import ImageDataset
+    from fewshot.evaluation.evaluator import Evaluator
+
+    model, data = small_protonet(2), make_dataset(n_classes=10, per_class=6, seed=4)
+    rotated = ImageDataset(dihedral_view(data.images, turned).contiguous(), data.labels, data.class_names, "turned")
+    a = Evaluator(model, data, progress=False, views=views).evaluate(5, 1, 3, n_episodes=40)
+    b = Evaluator(model, rotated, progress=False, views=views).evaluate(5, 1, 3, n_episodes=40)
+    assert a.mean == pytest.approx(b.mean, abs=1e-6)
+    one_a = Evaluator(model, data, progress=False).evaluate(5, 1, 3, n_episodes=40)
+    one_b = Evaluator(model, rotated, progress=False).evaluate(5, 1, 3, n_episodes=40)
+    assert one_a.mean != one_b.mean
+    with pytest.raises(FewShotError, match="views must be"):
+        Evaluator(model, data, progress=False, views=3)

@@ -59,3 +59,27 @@ def test_rotated_classes_group_by_alphabet_and_rotation():
     data = ImageDataset(torch.zeros(len(names), 1, 8, 8, dtype=torch.uint8), torch.arange(len(names)), names)
     groups = {k: v.tolist() for k, v in data.alphabets().items()}
     assert groups == {"Greek/rot000": [0, 2], "Greek/rot090": [1, 3], "Latin/rot000": [4, 6], "Latin/rot090": [5, 7]}
+
+
+def test_training_episodes_within_one_alphabet():
+    """``within_alphabet=True`` (``fewshot train --within-alphabet``) draws every training episode from one alphabet,
+    the rotated and mirrored copies of an alphabet counting as alphabets of their own."""
+    from fewshot.methods.protonet import PrototypicalNetworks
+    from fewshot.nets import build_encoder
+
+    data = alphabets_dataset().with_rotated_classes().with_mirrored_classes()
+    model = PrototypicalNetworks(build_encoder("conv4", 1, 16), n_way=5, k_shot=1, n_query=1, within_alphabet=True)
+    batches = model.training_batches(data, steps=50, seed=0)
+    groups = set()
+    for i in range(50):
+        names = {"/".join(data.class_names[c].split("/")[:1] + data.class_names[c].split("/")[2:])
+                 for c in batches(i).classes.tolist()}
+        assert len(names) == 1
+        groups |= names
+    assert len(groups) > 4 and {g.split("/")[0] for g in groups} == {"Latin"}  # only Latin has 5 characters
+    plain = PrototypicalNetworks(build_encoder("conv4", 1, 16), n_way=5, k_shot=1, n_query=1)
+    assert any(len({data.class_names[c].split("/")[0] for c in plain.training_batches(data, 20, 0)(i).classes.tolist()})
+               > 1 for i in range(20))
+    with pytest.raises(FewShotError, match="largest alphabet"):
+        PrototypicalNetworks(build_encoder("conv4", 1, 16), n_way=7, k_shot=1, n_query=1,
+                             within_alphabet=True).training_batches(data, 1, 0)

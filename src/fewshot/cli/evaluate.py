@@ -51,8 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="batch norm on each episode's own statistics, as Sung et al. (Relation Networks) and "
                              "Finn et al. (MAML) tested; slower (one episode at a time), saved as '... transductive'")
     parser.add_argument("--views", type=int, default=1, choices=VIEW_COUNTS,
-                        help="mann runs: also test with the class probabilities averaged over 4 whole-episode "
-                             "rotations (or 8: and their mirror images), on the same episodes (default: 1, none)")
+                        help="average the class probabilities over 4 whole-episode rotations, support and queries "
+                             "turned alike (or 8: and their mirror images), on the same episodes; saved as "
+                             "'... 8 views' (mann runs: also reported beside 1 view) (default: 1, none)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     parser.add_argument("--no-download", dest="download", action="store_false",
                         help="never download missing data; fail with the list of files to fetch instead")
@@ -77,9 +78,6 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
         raise FewShotError("--queries and --episodes must be at least 1")
     device = group.use_device(args.device)
     method, config = load_run(args.run_dir, device)
-    if args.views != 1 and config.method != "mann":
-        raise FewShotError(f"--views applies to mann runs (sequence episodes); {args.run_dir} is a "
-                           f"{config.method} run: leave --views out")
     if args.dataset:
         config.dataset, config.split = args.dataset, args.split
     elif args.split:
@@ -105,10 +103,10 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
     results: list[EvaluationResult] = []
     rule = f" with the {args.head} head" if args.head else ""
     print(f"{config.method}{rule} on {dataset} ({args.episodes} episodes per setting, {args.queries} queries per class)")
-    width = 16 + 16 * args.within_alphabet + 13 * args.transductive
+    width = 16 + 16 * args.within_alphabet + 13 * args.transductive + 8 * (args.views > 1)
     print(f"{'setting':<{width}}{'accuracy':>10}{'95% CI':>10}{'episodes/s':>12}")
     evaluator = ShardedEvaluator(method, dataset, group, device, progress=args.progress, bf16=args.bf16,
-                                 transductive=args.transductive)
+                                 transductive=args.transductive, views=args.views)
     for n_way in args.ways:
         for k_shot in args.shots:
             result = evaluator.evaluate(n_way, k_shot, args.queries, args.episodes, args.seed, args.within_alphabet)

@@ -33,6 +33,8 @@ def dihedral_view(images: torch.Tensor, i: int) -> torch.Tensor:
     """
     if not 0 <= i < 8:
         raise FewShotError(f"view index must be 0 .. 7, got {i}")
+    if i == 0:
+        return images
     if images.shape[-1] != images.shape[-2]:
         raise FewShotError(f"views rotate square images, got {images.shape[-2]}x{images.shape[-1]}; "
                            f"resize the images to a square or evaluate with views=1")

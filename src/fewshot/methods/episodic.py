@@ -32,6 +32,8 @@ class EpisodicMethod(Method):
         distort: distort every training image by a random affine map (Koch's ranges).
         distort_until: with ``distort``, distort only the episodes before this one and train the
             rest on clean images, as the test images are (default: distort them all).
+        within_alphabet: draw all classes of each training episode from one alphabet, as Lake et al.'s
+            one-shot test draws them (harder episodes: similar characters side by side).
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class EpisodicMethod(Method):
         n_query: int,
         distort: bool = False,
         distort_until: int | None = None,
+        within_alphabet: bool = False,
     ) -> None:
         super().__init__(encoder)
         if distort_until is not None and not distort:
@@ -49,11 +52,12 @@ class EpisodicMethod(Method):
                                "or leave it out")
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
         self.distort, self.distort_until = distort, distort_until
+        self.within_alphabet = within_alphabet
 
     def training_batches(self, dataset: ImageDataset, steps: int, seed: int) -> BatchSource:
         distortion = KOCH_DISTORTION if self.distort else None
         return EpisodeSampler(dataset, self.n_way, self.k_shot, self.n_query, steps, seed, distortion,
-                              self.distort_until).episode
+                              self.distort_until, self.within_alphabet).episode
 
     def training_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n_support = len(batch.support)

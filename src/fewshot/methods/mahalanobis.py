@@ -60,7 +60,8 @@ def mahalanobis_scores(support: torch.Tensor, support_labels: torch.Tensor, quer
 class MahalanobisClassifier(EpisodicMethod):
     """Nearest class mean under each class's own shrunk covariance (Simple CNAPS).
 
-    The training episodes' options (``n_way``, ``k_shot``, ``n_query``, ``distort``, ``distort_until``)
+    The training episodes' options (``n_way``, ``k_shot``, ``n_query``, ``distort``, ``distort_until``,
+    ``within_alphabet``)
     are those of :class:`~fewshot.methods.episodic.EpisodicMethod`.
 
     Args:
@@ -86,8 +87,9 @@ class MahalanobisClassifier(EpisodicMethod):
         n_query: int = 5,
         distort: bool = False,
         distort_until: int | None = None,
+        within_alphabet: bool = False,
     ) -> None:
-        super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until)
+        super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until, within_alphabet)
         if not ridge > 0:
             raise FewShotError(f"ridge must be positive (it keeps every covariance invertible), got {ridge}")
         self.ridge = ridge

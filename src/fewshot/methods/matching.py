@@ -73,7 +73,8 @@ class AttentionReader(nn.Module):
 class MatchingNetworks(EpisodicMethod):
     """Matching Networks: attention over the support set, optionally with full context embeddings.
 
-    The training episodes' options (``n_way``, ``k_shot``, ``n_query``, ``distort``, ``distort_until``)
+    The training episodes' options (``n_way``, ``k_shot``, ``n_query``, ``distort``, ``distort_until``,
+    ``within_alphabet``)
     are those of :class:`~fewshot.methods.episodic.EpisodicMethod`.
 
     Args:
@@ -106,8 +107,9 @@ class MatchingNetworks(EpisodicMethod):
         n_query: int = 5,
         distort: bool = False,
         distort_until: int | None = None,
+        within_alphabet: bool = False,
     ) -> None:
-        super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until)
+        super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until, within_alphabet)
         if similarity not in self.similarities:
             raise FewShotError(f"unknown similarity {similarity!r} for matching; valid: "
                                f"{', '.join(self.similarities)}")

@@ -22,7 +22,8 @@ from fewshot.methods.registry import METHODS
 class PrototypicalNetworks(EpisodicMethod):
     """Prototypical Networks: nearest class prototype in embedding space.
 
-    The training episodes' options (``n_way``, ``k_shot``, ``n_query``, ``distort``, ``distort_until``)
+    The training episodes' options (``n_way``, ``k_shot``, ``n_query``, ``distort``, ``distort_until``,
+    ``within_alphabet``)
     are those of :class:`~fewshot.methods.episodic.EpisodicMethod`.
 
     Args:
@@ -49,8 +50,9 @@ class PrototypicalNetworks(EpisodicMethod):
         n_query: int = 5,
         distort: bool = False,
         distort_until: int | None = None,
+        within_alphabet: bool = False,
     ) -> None:
-        super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until)
+        super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until, within_alphabet)
         if distance not in self.distances:
             raise FewShotError(f"unknown distance {distance!r} for protonet; valid: {', '.join(self.distances)}")
         self.distance = get_distance(distance)

@@ -61,7 +61,8 @@ class RelationModule(nn.Module):
 class RelationNetworks(EpisodicMethod):
     """Relation Networks: a small network learns to compare a query's feature maps with a class's.
 
-    The training episodes' options (``n_way``, ``k_shot``, ``n_query``, ``distort``, ``distort_until``)
+    The training episodes' options (``n_way``, ``k_shot``, ``n_query``, ``distort``, ``distort_until``,
+    ``within_alphabet``)
     are those of :class:`~fewshot.methods.episodic.EpisodicMethod`.
 
     Args:
@@ -97,8 +98,9 @@ class RelationNetworks(EpisodicMethod):
         n_query: int = 19,
         distort: bool = False,
         distort_until: int | None = None,
+        within_alphabet: bool = False,
     ) -> None:
-        super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until)
+        super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until, within_alphabet)
         if loss not in self.losses:
             raise FewShotError(f"unknown loss {loss!r} for relation; valid: {', '.join(self.losses)}")
         if pool not in self.pools:
