@@ -7,16 +7,21 @@ import io
 import json
 from pathlib import Path
 
+import torch
+
 from fewshot.data.episodes import EpisodeSampler
 from fewshot.data.views import VIEW_COUNTS
 from fewshot.distributed import Group, start_group
 from fewshot.errors import FewShotError
+from fewshot.evaluation.ensemble import Ensemble
 from fewshot.evaluation.evaluator import EvaluationResult
 from fewshot.evaluation.heads import HEADS, with_head
 from fewshot.evaluation.instances import report_instances
 from fewshot.evaluation.sharded import ShardedEvaluator
 from fewshot.files import atomic_write_json
+from fewshot.methods.base import Method
 from fewshot.runs import EVALUATION_FILE, load_data, load_run
+from fewshot.training.config import RunConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="average the class probabilities over 4 whole-episode rotations, support and queries "
                              "turned alike (or 8: and their mirror images), on the same episodes; saved as "
                              "'... 8 views' (mann runs: also reported beside 1 view) (default: 1, none)")
+    parser.add_argument("--ensemble", nargs="+", metavar="RUN", default=[],
+                        help="average the class probabilities of RUN and these runs (trained on the same dataset at "
+                             "the same image size); saved as '... ensemble of N'")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     parser.add_argument("--no-download", dest="download", action="store_false",
                         help="never download missing data; fail with the list of files to fetch instead")
@@ -100,6 +108,8 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
             EpisodeSampler(dataset, n_way, k_shot, args.queries, 1, within_alphabet=args.within_alphabet)  # checks
     if args.head:
         method = with_head(method, args.head, args.head_ridge)
+    if args.ensemble:
+        method = Ensemble([method, *ensemble_members(args, config, device)], dataset.image_shape)
     results: list[EvaluationResult] = []
     rule = f" with the {args.head} head" if args.head else ""
     print(f"{config.method}{rule} on {dataset} ({args.episodes} episodes per setting, {args.queries} queries per class)")
@@ -116,9 +126,27 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
     key = f"{config.dataset}/{config.split}/{args.partition}"
     if args.head:
         key += f" {args.head} head" + (f" ridge {args.head_ridge:g}" if args.head_ridge != 1.0 else "")
+    if args.ensemble:
+        key += f" ensemble of {1 + len(args.ensemble)}"
     if group.is_main:
         save_results(Path(args.run_dir) / EVALUATION_FILE, key, results)
     return 0
+
+
+def ensemble_members(args: argparse.Namespace, config: RunConfig, device: torch.device) -> list[Method]:
+    """The runs of ``--ensemble``, each checked to take the images ``config``'s run takes."""
+    members = []
+    for run_dir in args.ensemble:
+        member, member_config = load_run(run_dir, device)
+        shape, expected = (member_config.channels, member_config.image_size), (config.channels, config.image_size)
+        if shape != expected:
+            raise FewShotError(f"{run_dir} takes {shape[0]}-channel {shape[1]}x{shape[1]} images and {args.run_dir} "
+                               f"{expected[0]}-channel {expected[1]}x{expected[1]}: an ensemble's runs must take the "
+                               f"same images")
+        if args.head:
+            member = with_head(member, args.head, args.head_ridge)
+        members.append(member)
+    return members
 
 
 def save_results(path: Path, key: str, results: list[EvaluationResult]) -> None:
