@@ -73,7 +73,7 @@ def test_method_options_are_checked_with_valid_names():
         MetricLearning(identity, distance="hamming")
     with pytest.raises(FewShotError, match="valid samplers: triplets, pk"):
         MetricLearning(identity, sampler="random")
-    with pytest.raises(FewShotError, match="the softmax_ratio loss takes no option margin"):
+    with pytest.raises(FewShotError, match="the softmax_ratio loss function takes no option margin"):
         TripletNetwork(identity, margin=0.5)
     model = MetricLearning(identity, loss="histogram", miner="none")  # the histogram loss needs no triplets
     assert model.miner is None

@@ -9,7 +9,6 @@ Layout of ``RUN/``:
 """
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import torch
@@ -39,14 +38,7 @@ def build_method(config: RunConfig, image_shape: tuple[int, int, int] | None = N
     channels, size = (image_shape[0], image_shape[1]) if image_shape else (config.channels, config.image_size)
     torch.manual_seed(config.seed)
     encoder = build_encoder(config.encoder, in_channels=channels, image_size=size, **config.encoder_options)
-    cls = METHODS.get(config.method)
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "encoder")]
-    unknown = sorted(set(config.options) - set(valid))
-    if unknown:
-        raise FewShotError(
-            f"unknown option(s) {', '.join(unknown)} for method {config.method!r}; valid options: {', '.join(valid)}"
-        )
-    return cls(encoder=encoder, **config.options)
+    return METHODS.build(config.method, encoder=encoder, **config.options)
 
 
 def load_config(run_dir: str | Path) -> RunConfig:

@@ -10,16 +10,11 @@ from typing import Any
 
 from torch import nn
 
-from fewshot.errors import FewShotError
 from fewshot.registry import Registry
 
-ENCODERS: Registry = Registry("encoder")
+ENCODERS: Registry = Registry("encoder", inputs=("in_channels", "image_size"))
 
 
 def build_encoder(name: str, in_channels: int, image_size: int, **options: Any) -> nn.Module:
-    """Build the encoder registered as ``name``; unknown names list the valid ones."""
-    factory = ENCODERS.get(name)
-    try:
-        return factory(in_channels=in_channels, image_size=image_size, **options)
-    except TypeError as e:
-        raise FewShotError(f"bad options for encoder {name!r}: {e}") from None
+    """Build the encoder registered as ``name``; unknown names and options list the valid ones."""
+    return ENCODERS.build(name, in_channels=in_channels, image_size=image_size, **options)
