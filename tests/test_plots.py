@@ -93,3 +93,33 @@ def test_episode_picture_marks_mistakes(tmp_path):
     accuracy = plot_episode(episode, torch.tensor([0, 1, 1, 1]), [f"c{i}" for i in range(8)], tmp_path / "e.png")
     assert accuracy == 0.75
     png_size(tmp_path / "e.png")
+
+
+def test_charts_draw_lines_and_bars_side_by_side(tmp_path):
+    from fewshot.plots.charts import Panel, Series, draw_panels
+
+    lines = Panel("lines", "minutes", "accuracy (%)", [Series("a", [95.0, 96.0], x=[10, 30], errors=[0.2, 0.2]),
+                                                     Series("b", [92.0], x=[10], style="s")], log_x=True)
+    bars = Panel("bars", "", "accuracy (%)", [Series("a", [98.0, None]), Series("b", [97.0, 99.0])],
+                 groups=["1-shot", "5-shot"], ylim=(90, 100))
+    draw_panels([lines, bars], tmp_path / "chart.png", title="both")
+    width, height = png_size(tmp_path / "chart.png")
+    assert width > height
+    with pytest.raises(FewShotError, match="2 values for 3 groups"):
+        draw_panels([Panel("bars", "", "", [Series("a", [1.0, 2.0])], groups=["x", "y", "z"])], tmp_path / "bad.png")
+    with pytest.raises(FewShotError, match="one x for each"):
+        draw_panels([Panel("lines", "", "", [Series("a", [1.0, 2.0], x=[1])])], tmp_path / "bad.png")
+    with pytest.raises(FewShotError, match="nothing to plot"):
+        draw_panels([], tmp_path / "bad.png")
+
+
+def test_benchmark_figures_draw_from_the_recorded_runs(tmp_path):
+    """benchmarks/figures.py finds every run it draws in docs/benchmarks.md (it fails loudly when one moved)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, str(root / "benchmarks" / "figures.py"), "--out", str(tmp_path)], check=True,
+                   capture_output=True)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "gallery_latency.png", "mann_by_instance.png", "methods_5way_20way.png", "protonet_vs_easyfsl.png"]
