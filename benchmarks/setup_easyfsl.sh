@@ -4,20 +4,22 @@
 #   benchmarks/setup_easyfsl.sh           create it, or complete/check an existing one (idempotent)
 #   benchmarks/setup_easyfsl.sh --fresh   delete .bench-venv first and rebuild it from scratch
 #
-# The venv uses --system-site-packages so it sees the system CPU torch (2.13.0+cpu).
-# Everything that could pull in another torch is installed with --no-deps:
+# Run it from the environment fewshot is installed in (an activated virtual environment, or the
+# system's Python): `python`, or $PYTHON, is that environment's interpreter. The venv sees its
+# site-packages through a .pth file, after its own, so it uses the project's CPU torch
+# (2.13.0+cpu). Everything that could pull in another torch is installed with --no-deps:
 #   easyfsl==1.5.0      pure Python; needs torch, torchvision, pandas, matplotlib, tqdm
 #   torchvision==0.28.0 the only release pinned to torch 2.13.0; on PyPI it is a CUDA build
 #                       whose compiled ops cannot load against CPU torch (see easyfsl_baseline.py)
 #   pandas==3.1.1       easyfsl imports it at module level; its deps (numpy, python-dateutil)
-#                       come from the system site-packages
-# matplotlib and tqdm also come from the system site-packages.
+#                       come from the project's environment
+# matplotlib and tqdm also come from the project's environment.
 # easyfsl and torchvision are never added to the fewshot project's dependencies.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.bench-venv"
-PYTHON="${PYTHON:-python3}"
+PYTHON="${PYTHON:-python}"
 PACKAGES=(easyfsl==1.5.0 torchvision==0.28.0 pandas==3.1.1)
 
 if [[ "${1:-}" == "--fresh" ]]; then
@@ -28,32 +30,50 @@ elif [[ $# -gt 0 ]]; then
     exit 2
 fi
 
-# The base interpreter must already have the CPU torch the baseline is meant to run on.
-SYSTEM_TORCH="$("$PYTHON" -c 'import torch; print(torch.__version__)')"
-echo "base interpreter: $("$PYTHON" -c 'import sys; print(sys.executable)') (torch $SYSTEM_TORCH)"
-if [[ "$SYSTEM_TORCH" != *+cpu ]]; then
-    echo "warning: the base interpreter's torch ($SYSTEM_TORCH) is not a +cpu build" >&2
+# The project's interpreter must already have the CPU torch the baseline is meant to run on.
+if ! PROJECT_TORCH="$("$PYTHON" -c 'import torch; print(torch.__version__)')"; then
+    echo "error: $PYTHON cannot import torch: activate the environment fewshot is installed in" \
+         "(see the README's Install), or set PYTHON to its interpreter" >&2
+    exit 1
+fi
+echo "project interpreter: $("$PYTHON" -c 'import sys; print(sys.executable)') (torch $PROJECT_TORCH)"
+if [[ "$PROJECT_TORCH" != *+cpu ]]; then
+    echo "warning: the project's torch ($PROJECT_TORCH) is not a +cpu build" >&2
 fi
 
-# (Re)create the venv unless a working one with system site-packages is already there.
-if [[ -x "$VENV/bin/python" ]] && grep -q '^include-system-site-packages = true' "$VENV/pyvenv.cfg" 2>/dev/null \
-        && "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+if [[ -x "$VENV/bin/python" ]]; then
     echo "reusing $VENV"
 else
     rm -rf "$VENV"
     echo "creating $VENV"
-    "$PYTHON" -m venv --system-site-packages "$VENV"
-    # venv seeds an old setuptools that would shadow the system one torch asks for (>=77).
+    "$PYTHON" -m venv "$VENV"
+    # venv seeds an old setuptools that would shadow the project's one, which torch asks for (>=77).
     "$VENV/bin/python" -m pip uninstall -q -y setuptools || true
+fi
+
+# The project's site-packages, with their own .pth files (the editable fewshot), after the venv's.
+VENV_SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+"$PYTHON" -c '
+import site, sys
+from pathlib import Path
+
+dirs = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
+lines = "".join(f"import site; site.addsitedir({d!r})\n" for d in dirs if Path(d).is_dir())
+Path(sys.argv[1], "fewshot-project-env.pth").write_text(lines)
+' "$VENV_SITE"
+if ! VENV_TORCH="$("$VENV/bin/python" -c 'import torch; print(torch.__version__)')" \
+        || [[ "$VENV_TORCH" != "$PROJECT_TORCH" ]]; then
+    echo "error: $VENV does not see the project's torch $PROJECT_TORCH; rebuild it with --fresh" >&2
+    exit 1
 fi
 
 # --no-deps: pip must never resolve (and replace) torch. Already-installed pins are no-ops.
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "${PACKAGES[@]}"
 
-# Checks: torch is still the system one; the baseline module imports and builds a sampler.
+# Checks: torch is still the project's; the baseline module imports and builds a sampler.
 VENV_TORCH="$("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
-if [[ "$VENV_TORCH" != "$SYSTEM_TORCH" ]]; then
-    echo "error: torch in $VENV is $VENV_TORCH, expected the system $SYSTEM_TORCH" >&2
+if [[ "$VENV_TORCH" != "$PROJECT_TORCH" ]]; then
+    echo "error: torch in $VENV is $VENV_TORCH, expected the project's $PROJECT_TORCH" >&2
     exit 1
 fi
 "$VENV/bin/python" -m pip check || echo "warning: pip check reported problems (see above)" >&2
