@@ -43,17 +43,23 @@ def omniglot_png(seed: int, size: int = 35) -> bytes:
     return png_bytes(Image.fromarray(pixels).convert("1"))
 
 
-def write_omniglot(root: Path, *, zipped: bool = True, splits: bool = True) -> Path:
-    """A data root with omniglot/images_{background,evaluation}(.zip) and the vinyals split files."""
+def write_omniglot(root: Path, *, zipped: bool = True, splits: bool = True, background: dict[str, int] | None = None,
+                   evaluation: dict[str, int] | None = None, drawings: int = DRAWINGS) -> Path:
+    """A data root with omniglot/images_{background,evaluation}(.zip) and the vinyals split files.
+
+    ``background`` and ``evaluation`` (alphabet -> characters) and ``drawings`` per character
+    default to the tiny set above.
+    """
     directory = root / "omniglot"
     directory.mkdir(parents=True, exist_ok=True)
     number = 0
-    for part, alphabets in (("images_background", BACKGROUND_ALPHABETS), ("images_evaluation", EVALUATION_ALPHABETS)):
+    for part, alphabets in (("images_background", background or BACKGROUND_ALPHABETS),
+                            ("images_evaluation", evaluation or EVALUATION_ALPHABETS)):
         members = {}
         for alphabet, count in alphabets.items():
             for c in range(1, count + 1):
                 number += 1
-                for drawer in range(1, DRAWINGS + 1):
+                for drawer in range(1, drawings + 1):
                     name = f"{part}/{alphabet}/character{c:02d}/{number:04d}_{drawer:02d}.png"
                     members[name] = omniglot_png(number * 100 + drawer)
         if zipped:
