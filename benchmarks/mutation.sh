@@ -19,6 +19,10 @@ set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 out=${MUTATION_OUT:-$root/mutation-results}
 
+# The gallery's own tests train a ProtoNet in a session fixture, which each mutant's run would train again
+# (seconds per mutant): the gallery modules get the packaged-model test and tests/test_mutation_kills_gallery.py,
+# whose model embeds an image as its pixels.
+packaged=tests/test_gallery.py::test_the_packaged_model_is_the_default_and_comes_calibrated
 declare -A tests_of=(
   [data/download.py]="tests/test_download.py tests/test_checksums.py"
   [data/episodes.py]="tests/test_episodes.py tests/test_sampling_properties.py tests/test_within_alphabet.py tests/test_evaluator.py tests/test_intervals.py"
@@ -26,9 +30,9 @@ declare -A tests_of=(
   [training/checkpoint.py]="tests/test_safe_loading.py tests/test_trainer.py tests/test_error_paths.py"
   [training/config.py]="tests/test_error_paths.py tests/test_trainer.py tests/test_safe_loading.py tests/test_bf16.py"
   [training/trainer.py]="tests/test_trainer.py tests/test_error_paths.py tests/test_safe_loading.py tests/test_bf16.py"
-  [gallery/storage.py]="tests/test_gallery.py tests/test_gallery_cli.py"
-  [gallery/index.py]="tests/test_gallery.py tests/test_gallery_calibration.py tests/test_gallery_cli.py"
-  [gallery/decision.py]="tests/test_gallery.py tests/test_gallery_calibration.py tests/test_gallery_cli.py"
+  [gallery/storage.py]="$packaged"
+  [gallery/index.py]="tests/test_gallery_calibration.py $packaged"
+  [gallery/decision.py]="tests/test_gallery_calibration.py $packaged"
 )
 modules=("$@")
 if [ ${#modules[@]} -eq 0 ]; then

@@ -1,0 +1,183 @@
+"""The gallery's promises (docs/gallery-and-service.md) on a model that embeds an image as its own pixels.
+
+The gallery tests train a small ProtoNet first (seconds per run); these need no training, so mutation
+testing (benchmarks/mutation.sh) can run them once per mutant. docs/benchmarks.md lists what they kill."""
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save
+
+from fewshot.errors import BusyError, FewShotError, NotFoundError
+from fewshot.gallery import Gallery, GalleryModel
+from fewshot.gallery.decision import Match, decide
+from fewshot.gallery.storage import GalleryStore, NewExample
+from fewshot.runs import build_method
+from fewshot.training.config import RunConfig
+
+SIZE = 4
+
+
+@pytest.fixture(scope="module")
+def pixels_model() -> GalleryModel:
+    """ProtoNet over the flatten encoder: an embedding is the image's pixels / 255, distances squared Euclidean."""
+    config = RunConfig(method="protonet", encoder="flatten", image_size=SIZE, dataset="folder")
+    return GalleryModel(config, save(build_method(config).state_dict()), "runs/pixels")
+
+
+def image(value: int, corner: int = 0) -> np.ndarray:
+    """A model input: every pixel ``value``, but the first ``corner`` pixels 255."""
+    pixels = np.full((1, SIZE, SIZE), value, np.uint8)
+    pixels.reshape(-1)[:corner] = 255
+    return pixels
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).sum() / 255 ** 2)
+
+
+def test_each_image_is_stored_once_and_every_add_is_there_for_the_next_open(tmp_path, pixels_model):
+    path = tmp_path / "g.gallery"
+    with Gallery.create(path, pixels_model) as g:
+        first = g.add("a", [image(0), image(0, 2), image(0)])
+        assert (first.created, first.example_ids) == (True, [1, 2])
+        assert first.duplicates == [("array 3", -1, "array 1 in this request")]
+        second = g.add("b", [image(200), image(0, 2)])
+        assert (second.created, second.example_ids, second.duplicates) == (True, [3], [("array 2", 2, "a")])
+        nothing = g.add("c", [image(0)])  # its one image is a's: no class c
+        assert (nothing.created, nothing.example_ids, nothing.duplicates) == (False, [], [("array 1", 1, "a")])
+        again = g.add("a", [image(50)])
+        assert (again.created, again.example_ids) == (False, [4])
+        with Gallery.open(path) as other:  # another connection sees every acknowledged add
+            assert [(c.name, c.examples) for c in other.classes()] == [("a", 3), ("b", 1)]
+            assert [i for i, _, _ in other.examples("a")] == [1, 2, 4]
+            assert other.examples("a")[2][2] == "array 1"
+            assert other.recognise([image(190)])[0].name == "b"
+        assert np.array_equal(g.example_pixels(2), image(0, 2))
+    with Gallery.open(path) as g:
+        assert g.info()["classes"] == 2 and g.info()["examples"] == 4 and g.check() == "ok"
+        answer = g.recognise([image(50)], top=2, match="example")[0]
+        assert (answer.name, answer.distance) == ("a", 0.0)
+        assert [m.name for m in answer.top] == ["a", "b"]
+        assert answer.top[1].distance == pytest.approx(distance(image(50), image(200)), rel=1e-4)
+
+
+def test_the_prototype_is_the_class_mean_and_the_example_match_its_nearest_member(tmp_path, pixels_model):
+    with Gallery.create(tmp_path / "g.gallery", pixels_model) as g:
+        g.add("a", [image(0), image(100)])
+        g.add("b", [image(60)])
+        query = image(45)  # nearest to a's mean (50), and to b's one example (60) of all examples
+        by_prototype = g.recognise([query], top=2)[0]
+        assert by_prototype.name == "a"
+        assert by_prototype.distance == pytest.approx(distance(query, image(50)), rel=1e-4)
+        assert by_prototype.top[1].distance == pytest.approx(distance(query, image(60)), rel=1e-4)
+        by_example = g.recognise([query], top=2, match="example")[0]
+        assert by_example.name == "b" and by_example.distance == pytest.approx(distance(query, image(60)), rel=1e-4)
+        assert by_example.margin == pytest.approx(distance(query, image(0)) - distance(query, image(60)), rel=1e-4)
+
+
+def test_removed_examples_and_classes_are_never_returned_in_this_process_or_another(tmp_path, pixels_model):
+    path = tmp_path / "g.gallery"
+    with Gallery.create(path, pixels_model) as g, Gallery.open(path) as other:
+        g.add("a", [image(0), image(10)])
+        g.add("b", [image(100)])
+        g.add("c", [image(220)])
+        assert other.recognise([image(12)])[0].name == "a"
+        assert g.remove_example(2) == ("a", False)
+        assert g.remove_example(3) == ("b", True)
+        answer = other.recognise([image(100)], top=3, match="example")[0]
+        assert [m.name for m in answer.top] == ["a", "c"]  # not b, the removed example at distance 0
+        assert answer.top[0].distance == pytest.approx(distance(image(100), image(0)), rel=1e-4)
+        assert other.recognise([image(10)])[0].distance == pytest.approx(distance(image(10), image(0)), rel=1e-4)
+        assert g.remove_class("c") == 1
+        assert [c.name for c in other.classes()] == ["a"]
+        assert [m.name for m in other.recognise([image(200)], top=3)[0].top] == ["a"]
+        with pytest.raises(NotFoundError, match="has no class named 'c'"):
+            g.remove_class("c")
+    with Gallery.open(path) as g:
+        assert g.info()["examples"] == 1 and [m.name for m in g.recognise([image(200)], top=3)[0].top] == ["a"]
+
+
+def test_a_query_is_unknown_only_beyond_the_threshold():
+    ranked = [Match("a", 2.0), Match("b", 5.0), Match("c", 9.0)]
+    at = decide("q", ranked, 2, 2.0, ["n"])
+    assert (at.name, at.known, at.distance, at.threshold, at.calibrated) == ("a", True, 2.0, 2.0, True)
+    assert at.margin == 3.0 and at.top == ranked[:2] and at.notes == ["n"]
+    beyond = decide("q", ranked, 1, 1.5, [])
+    assert (beyond.name, beyond.known, beyond.distance, beyond.top) == (None, False, 2.0, ranked[:1])
+    uncalibrated = decide("q", ranked[:1], 1, None, [])
+    assert (uncalibrated.name, uncalibrated.calibrated, uncalibrated.margin) == ("a", False, None)
+    assert beyond.to_dict() == {"source": "q", "name": None, "known": False, "distance": 2.0, "threshold": 1.5,
+                                "calibrated": True, "margin": 3.0, "top": [{"name": "a", "distance": 2.0}],
+                                "notes": []}
+
+
+def new_example(value: int) -> NewExample:
+    return NewExample(bytes([value]), f"hash{value}", np.full(2, value, np.float32), f"image {value}")
+
+
+def store(tmp_path) -> GalleryStore:
+    return GalleryStore.create(tmp_path / "s.gallery", {"match": "prototype"}, ("config", b"weights", "f1", "run"))
+
+
+def test_each_change_is_one_generation_in_the_change_log(tmp_path):
+    s = store(tmp_path)
+    assert s.generation() == 0 and s.model() == ("config", b"weights", "f1", "run") and s.meta()["format"] == "1"
+    a = s.add("a", [new_example(1), new_example(2)])
+    assert (a.class_id, a.created, a.example_ids) == (1, True, [1, 2])
+    s.add("b", [new_example(3)])
+    s.remove_example(2, 1, drop_class=False)
+    s.remove_class(2)
+    assert s.generation() == 4 and s.counts() == (1, 1)
+    assert [(c.generation, c.op, c.class_id, c.example_id) for c in s.changes_since(1)] == [
+        (2, "add", 2, 3), (3, "remove", 1, 2), (4, "remove", 2, 3), (4, "drop", 2, None)]
+    ids, classes, vectors = next(s.embeddings(2))
+    assert ids.tolist() == [1] and classes.tolist() == [1] and vectors.tolist() == [[1.0, 1.0]]
+    assert s.embeddings_of([1, 3], 2).keys() == {1}
+    assert [rows for rows in s.images()] == [[(1, bytes([1]))]]
+    s.set_calibration("f1", "{}")
+    assert s.calibration() == ("f1", "{}")
+    s.replace_model(("config2", b"w2", "f2", "run2"), iter([[(1, np.zeros(2, np.float32).tobytes())]]), {"match": "x"})
+    assert s.calibration() is None and s.changes_since(0) == [] and s.fingerprint() == "f2"
+    assert s.meta()["match"] == "x" and s.embeddings_of([1], 2)[1].tolist() == [0.0, 0.0]
+    s.close()
+
+
+def test_a_second_writer_waits_then_gets_a_busy_error_and_nothing_half_done_is_kept(tmp_path):
+    s = store(tmp_path)
+    other = GalleryStore(s.path, timeout=0.05)
+    with s.write():
+        with pytest.raises(BusyError, match=r"another process is writing to .*s\.gallery \(waited 0\.05 s\)"):
+            other.add("a", [new_example(1)])
+    with pytest.raises(RuntimeError), s.write() as (connection, _):
+        connection.execute("INSERT INTO classes (name, added) VALUES ('half', 0)")
+        raise RuntimeError
+    assert s.counts() == (0, 0) and s.generation() == 1  # the empty write above committed
+    assert other.add("a", [new_example(1)]).example_ids == [1]
+    other.close()
+    s.close()
+
+
+def test_only_a_fewshot_gallery_of_a_known_format_opens(tmp_path):
+    with pytest.raises(FewShotError, match="^no gallery at"):
+        GalleryStore(tmp_path / "none.gallery")
+    with pytest.raises(FewShotError, match="is a folder, not a gallery file"):
+        GalleryStore(tmp_path)
+    s = store(tmp_path)
+    with pytest.raises(FewShotError, match="already exists"):
+        store(tmp_path)
+    s.connection.execute("PRAGMA user_version = 2")
+    s.close()
+    with pytest.raises(FewShotError, match=r"is a gallery of format 2, newer than this fewshot reads \(1\)"):
+        GalleryStore(s.path)
+    plain = tmp_path / "plain.db"
+    sqlite3.connect(plain).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(FewShotError, match="is an SQLite file but not a fewshot gallery"):
+        GalleryStore(plain)
+    text = tmp_path / "text.gallery"
+    text.write_text("not a database, just text " * 100)
+    with pytest.raises(FewShotError, match="is not a fewshot gallery or is corrupt"):
+        GalleryStore(text)
