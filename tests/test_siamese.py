@@ -13,9 +13,12 @@ from fewshot.data.pairs import PairBatch, hardest_negatives
 from fewshot.errors import FewShotError
 from fewshot.evaluation import evaluate
 from fewshot.losses import ContrastiveLoss, contrastive_loss
+from fewshot.methods.mann import MANN
 from fewshot.methods.siamese import VARIANTS, SiameseNetwork
 from fewshot.nets import build_encoder
 from fewshot.runs import load_run
+from fewshot.training.config import RunConfig
+from fewshot.training.trainer import validation_accuracy
 
 
 class Pixels(torch.nn.Flatten):
@@ -272,3 +275,34 @@ def test_verify_prints_distance_for_the_contrastive_variant(tmp_path, decode_cac
     assert main(["verify", str(run), str(image), str(image)]) == 0
     out = capsys.readouterr().out
     assert "distance: 0.0000" in out and "decision: same class (same if < 0.5000)" in out
+
+
+def test_validation_reads_and_calibration_alone_sets_the_threshold():
+    data = make_dataset(n_classes=4, per_class=6, size=8, seed=7)
+    model = SiameseNetwork(build_encoder("dense", 1, 8), variant="koch-l1").eval()
+    config = RunConfig(method="siamese", val_way=2, val_shot=1, val_query=2, val_episodes=5)
+    model.threshold.fill_(123.0)
+    validation_accuracy(model, data, config)
+    assert model.threshold.item() == 123.0  # reading the score leaves the saved threshold alone
+    model.calibrate_on_validation(data, seed=0)
+    assert model.threshold.item() != 123.0
+
+
+def test_capabilities_are_declared():
+    shared = SiameseNetwork(build_encoder("dense", 1, 8), variant="koch-l1")
+    unshared = SiameseNetwork(build_encoder("dense", 1, 8), variant="unshared-concat")
+    assert shared.scores_pairs and not shared.evaluates_by_instance
+    assert shared.shared_embedding and not unshared.shared_embedding
+    assert MANN.evaluates_by_instance and not MANN.scores_pairs
+
+
+def test_verify_refuses_a_run_that_does_not_score_pairs(tmp_path, decode_cache, capsys):
+    folder = write_pngs(tmp_path / "images", make_dataset(n_classes=6, per_class=4, size=8, seed=6))
+    run = tmp_path / "run"
+    assert main(["train", "protonet", "--dataset", "folder", "--data-dir", str(folder), "--split", "0-3/4-5",
+                 "--encoder", "dense", "--image-size", "8", "--steps", "1", "--val-every", "0", "--n-way", "2",
+                 "--k-shot", "1", "--n-query", "1", "--out", str(run), "--no-progress"]) == 0
+    image = str(folder / "c0" / "0.png")
+    capsys.readouterr()
+    assert main(["verify", str(run), image, image]) == 2
+    assert "'protonet' run, which does not score pairs" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from fewshot.data.dataset import ImageDataset
 from fewshot.data.episodes import EpisodeSampler
 from fewshot.data.views import VIEW_COUNTS
 from fewshot.distributed import Group, start_group
@@ -16,10 +17,12 @@ from fewshot.errors import FewShotError
 from fewshot.evaluation.ensemble import Ensemble
 from fewshot.evaluation.evaluator import EvaluationResult
 from fewshot.evaluation.heads import HEADS, with_head
-from fewshot.evaluation.instances import report_instances
+from fewshot.evaluation.instances import INSTANCES_FILE, evaluate_instance_views, markdown_table
+from fewshot.evaluation.instances import save_results as save_instance_results
 from fewshot.evaluation.sharded import ShardedEvaluator
 from fewshot.files import atomic_write_json
 from fewshot.methods.base import Method
+from fewshot.plots.instances import plot_instance_accuracy
 from fewshot.runs import EVALUATION_FILE, load_data, load_run
 from fewshot.training.config import RunConfig
 
@@ -95,14 +98,13 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
     dataset = load_data(config, (args.partition,), progress=args.progress, download=args.download).get(args.partition)
     if dataset is None:
         raise FewShotError(f"split {config.split!r} of {config.dataset} has no {args.partition!r} partition")
-    if config.method == "mann":  # sequence episodes, accuracy by instance number (Santoro et al. 2016)
+    if method.evaluates_by_instance:  # sequence episodes, accuracy by instance number (Santoro et al. 2016)
         if args.within_alphabet or args.head or args.transductive:
             raise FewShotError("mann runs are tested on sequence episodes by instance; --within-alphabet, --head "
                                "and --transductive-batch-norm apply to the other methods: leave them out")
         if group.distributed:
             raise FewShotError("mann runs are tested by instance in one process: run fewshot evaluate without torchrun")
-        return report_instances(method, dataset, args.run_dir, args.episodes, args.seed, device, args.progress,
-                                args.views)
+        return report_instances(args, method, dataset, device)
     for n_way in args.ways:
         for k_shot in args.shots:
             EpisodeSampler(dataset, n_way, k_shot, args.queries, 1, within_alphabet=args.within_alphabet)  # checks
@@ -130,6 +132,22 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
         key += f" ensemble of {1 + len(args.ensemble)}"
     if group.is_main:
         save_results(Path(args.run_dir) / EVALUATION_FILE, key, results)
+    return 0
+
+
+def report_instances(args: argparse.Namespace, method: Method, dataset: ImageDataset, device: torch.device) -> int:
+    """Print the accuracy by instance number and write it to ``RUN/instances.{json,md,png}``.
+
+    With ``--views`` 4 or 8 the table has two rows on the same episodes: one view, and that many.
+    """
+    results = evaluate_instance_views(method, dataset, args.episodes, args.seed, device, args.progress, args.views)
+    print(f"{results[0].model} on {dataset} ({args.episodes} episodes of {method.n_classes} classes x "
+          f"{method.instances} instances, seed {args.seed}); accuracy (%) by instance, 95% CI:")
+    print(markdown_table(results), end="")
+    base = Path(args.run_dir) / INSTANCES_FILE
+    save_instance_results(results, base.with_suffix(".json"), base.with_suffix(".md"))
+    plot_instance_accuracy(results, base.with_suffix(".png"))
+    print(f"wrote {base}.json, {base}.md, {base}.png")
     return 0
 
 

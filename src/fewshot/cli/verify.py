@@ -70,9 +70,9 @@ def load_image(path: str, config: RunConfig, invert: bool) -> torch.Tensor:
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     method, config = load_run(args.run_dir, device)
-    if not hasattr(method, "pair_scores"):
-        raise FewShotError(f"{args.run_dir} is a {config.method!r} run; `fewshot verify` needs a siamese run "
-                           f"(train one with `fewshot train siamese`)")
+    if not method.scores_pairs:
+        raise FewShotError(f"{args.run_dir} is a {config.method!r} run, which does not score pairs; `fewshot verify` "
+                           f"needs a siamese run (train one with `fewshot train siamese`)")
     invert = config.dataset in INVERTED_DATASETS if args.invert is None else args.invert
     a, b = (load_image(p, config, invert).to(device) for p in (args.image_a, args.image_b))
     with torch.inference_mode():

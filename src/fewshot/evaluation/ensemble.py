@@ -50,6 +50,11 @@ class Ensemble(Method):
     def members(self) -> nn.ModuleList:
         return self.encoder
 
+    @property
+    def shared_embedding(self) -> bool:
+        """Queries are embedded like the support when every member embeds them so."""
+        return all(m.shared_embedding for m in self.members)
+
     def training_batches(self, dataset: ImageDataset, steps: int, seed: int) -> BatchSource:
         raise FewShotError("an ensemble is made of trained runs: train each member with fewshot train")
 

@@ -151,9 +151,8 @@ class Evaluator:
         while len(self._embeddings) <= view:
             method, v = self.method, len(self._embeddings)
             support = embed_dataset(method, self.dataset, self.device, query=False, bf16=self.bf16, view=v)
-            same = type(method).embed_query is Method.embed_query and type(method).embed_support is Method.embed_support
-            query = support if same else embed_dataset(method, self.dataset, self.device, query=True, bf16=self.bf16,
-                                                       view=v)
+            query = support if method.shared_embedding else embed_dataset(
+                method, self.dataset, self.device, query=True, bf16=self.bf16, view=v)
             self._embeddings.append((support, query))
         return self._embeddings[view]
 

@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from fewshot.data.dataset import ImageDataset
-from fewshot.data.sequences import instance_numbers
 from fewshot.data.views import check_views
 from fewshot.errors import FewShotError
 from fewshot.evaluation.evaluator import mean_and_ci95
 from fewshot.files import atomic_write_json, atomic_write_text
+from fewshot.methods.mann import accuracy_by_instance
 
 TABLE_INSTANCES = (1, 2, 3, 4, 5, 10)
 EVAL_BATCH = 100
@@ -62,17 +61,6 @@ class InstanceAccuracy:
         cells = ", ".join(f"{ordinal(k)} {100 * self.mean[k - 1]:.1f}%" for k in TABLE_INSTANCES
                           if k <= self.instances)
         return f"{self.model} ({self.n_classes} classes, {self.n_episodes} episodes): {cells}"
-
-
-def accuracy_by_instance(logits: torch.Tensor, labels: torch.Tensor, instances: int) -> torch.Tensor:
-    """Per-episode accuracy at each instance number: ``[batch, time, N]`` scores -> ``[batch, instances]``.
-
-    Every class of an episode appears exactly ``instances`` times, so each entry is a mean over N steps.
-    """
-    n_classes = logits.shape[-1]
-    correct = (logits.argmax(-1) == labels).float()
-    which = F.one_hot(instance_numbers(labels, n_classes) - 1, instances).float()
-    return torch.einsum("bt,btk->bk", correct, which) / which.sum(1).clamp_min(1.0)
 
 
 @torch.inference_mode()
@@ -178,23 +166,12 @@ def ordinal(k: int) -> str:
     return f"{k}{suffix}"
 
 
-def report_instances(method: Any, dataset: ImageDataset, run_dir: str | Path, n_episodes: int = 1000,
-                     seed: int = 0, device: torch.device | str | None = None, progress: bool = True,
-                     views: int = 1) -> int:
-    """``fewshot evaluate`` for a mann run: print the table, write ``RUN/instances.{json,md,png}``.
-
-    With ``views > 1`` the table has two rows on the same episodes: one view, and ``views`` views.
-    """
-    from fewshot.plots.instances import plot_instance_accuracy
-
+def evaluate_instance_views(method: Any, dataset: ImageDataset, n_episodes: int = 1000, seed: int = 0,
+                            device: torch.device | str | None = None, progress: bool = True,
+                            views: int = 1) -> list[InstanceAccuracy]:
+    """What ``fewshot evaluate`` reports for a method that
+    :attr:`~fewshot.methods.base.Method.evaluates_by_instance`: the results with one view, and with
+    ``views > 1`` also with ``views`` views, on the same episodes."""
     check_views(views)
-    results = [evaluate_instances(method, dataset, n_episodes=n_episodes, seed=seed, device=device,
-                                  progress=progress, views=v) for v in sorted({1, views})]
-    print(f"{results[0].model} on {dataset} ({n_episodes} episodes of {method.n_classes} classes x "
-          f"{method.instances} instances, seed {seed}); accuracy (%) by instance, 95% CI:")
-    print(markdown_table(results), end="")
-    base = Path(run_dir) / INSTANCES_FILE
-    save_results(results, base.with_suffix(".json"), base.with_suffix(".md"))
-    plot_instance_accuracy(results, base.with_suffix(".png"))
-    print(f"wrote {base}.json, {base}.md, {base}.png")
-    return 0
+    return [evaluate_instances(method, dataset, n_episodes=n_episodes, seed=seed, device=device, progress=progress,
+                               views=v) for v in sorted({1, views})]

@@ -52,6 +52,19 @@ class Method(nn.Module, ABC):
     #: (:func:`test_time_mode`), and the method turns gradients on for its inner loop only, on copies
     #: of its weights: the saved weights never change.
     adapts_at_test_time: ClassVar[bool] = False
+    #: Whether :meth:`embed_support` and :meth:`embed_query` are one network, so the evaluator embeds each
+    #: image once for both. A method that embeds queries with another network says ``False``.
+    shared_embedding: ClassVar[bool] = True
+    #: Whether the method judges pairs of images same or different (``fewshot verify``): it has
+    #: ``pair_scores(left, right) -> [n]``, a ``threshold`` buffer (same iff score > threshold) and
+    #: ``score_is_logit``, like :class:`~fewshot.methods.siamese.SiameseNetwork`.
+    scores_pairs: ClassVar[bool] = False
+    #: Whether the method is validated and tested the way Santoro et al. (2016) measure MANNs: on sequence
+    #: episodes of its own ``n_classes`` and ``instances``, by accuracy at each instance number
+    #: (:mod:`fewshot.evaluation.instances`), not on N-way K-shot episodes. It has
+    #: ``sequence_episodes(dataset, seed, batch_size)`` and ``predict(batch, views)``, like
+    #: :class:`~fewshot.methods.mann.MANN`.
+    evaluates_by_instance: ClassVar[bool] = False
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
@@ -116,13 +129,12 @@ class Method(nn.Module, ABC):
         """Raise :class:`~fewshot.errors.FewShotError` if the weights are of another configuration of this
         method, naming both; the default relies on the key and shape comparison of the loader."""
 
-    def validation_accuracy(
-        self, dataset: ImageDataset, n_way: int, k_shot: int, n_query: int, n_episodes: int, seed: int
-    ) -> float:
-        """The score the trainer keeps the best model by: mean accuracy on validation episodes."""
-        from fewshot.evaluation.evaluator import evaluate
+    def calibrate_on_validation(self, dataset: ImageDataset, seed: int) -> None:
+        """Fit what the method decides with beyond its weights (a threshold) on the validation classes.
 
-        return evaluate(self, dataset, n_way, k_shot, n_query, n_episodes, seed, progress=False).mean
+        The trainer calls it before each validation, so the saved model carries the calibration of its
+        weights; the default has nothing to fit.
+        """
 
 
 def test_time_mode(method: Method) -> contextlib.AbstractContextManager:

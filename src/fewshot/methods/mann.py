@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewshot.data.dataset import ImageDataset
-from fewshot.data.sequences import SantoroAugmentation, SequenceBatch, SequenceEpisodes, check_min_classes
+from fewshot.data.sequences import (SantoroAugmentation, SequenceBatch, SequenceEpisodes, check_min_classes,
+                                     instance_numbers)
 from fewshot.data.views import check_views, dihedral_view
 from fewshot.errors import FewShotError
 from fewshot.methods.base import BatchSource, Method
@@ -63,6 +64,17 @@ class SequenceOutput(NamedTuple):
     state: RecurrentState
     read_weights: torch.Tensor | None
     write_weights: torch.Tensor | None
+
+
+def accuracy_by_instance(logits: torch.Tensor, labels: torch.Tensor, instances: int) -> torch.Tensor:
+    """Per-episode accuracy at each instance number: ``[batch, time, N]`` scores -> ``[batch, instances]``.
+
+    Every class of an episode appears exactly ``instances`` times, so each entry is a mean over N steps.
+    """
+    n_classes = logits.shape[-1]
+    correct = (logits.argmax(-1) == labels).float()
+    which = F.one_hot(instance_numbers(labels, n_classes) - 1, instances).float()
+    return torch.einsum("bt,btk->bk", correct, which) / which.sum(1).clamp_min(1.0)
 
 
 @METHODS.register("mann")
@@ -109,6 +121,7 @@ class MANN(Method):
     )
     default_encoder = "flatten"
     embeds_images = False
+    evaluates_by_instance = True
     option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"memory": MEMORIES, "controller": CONTROLLERS,
                                                             "write": WRITES}
 
@@ -289,8 +302,6 @@ class MANN(Method):
         return SequenceEpisodes(dataset, self.n_classes, self.instances, batch_size, seed, augmentation, min_classes)
 
     def training_loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        from fewshot.evaluation.instances import accuracy_by_instance  # here: evaluation imports the methods
-
         logits = self.predict(batch)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten())
         metrics = {"accuracy": (logits.argmax(-1) == batch.labels).float().mean()}
@@ -299,17 +310,6 @@ class MANN(Method):
             if k <= self.instances:
                 metrics[f"acc_inst{k}"] = by_instance[k - 1]
         return loss, metrics
-
-    def validation_accuracy(self, dataset: ImageDataset, n_way: int, k_shot: int, n_query: int, n_episodes: int,
-                            seed: int) -> float:
-        """Mean accuracy over all steps of ``n_episodes`` sequence episodes of ``dataset``.
-
-        MANN is validated the way it is trained and tested, on sequence episodes of its own
-        ``n_classes`` and ``instances``; the trainer's ``n_way``, ``k_shot`` and ``n_query`` do not apply.
-        """
-        from fewshot.evaluation.instances import evaluate_instances
-
-        return evaluate_instances(self, dataset, n_episodes=n_episodes, seed=seed, progress=False).overall
 
     # -- N-way K-shot episodes ---------------------------------------------------------------------
 

@@ -40,9 +40,9 @@ from fewshot.data.dataset import ImageDataset
 from fewshot.data.pairs import AllPairsSampler, PairBatch, PairSampler, balanced_pair_mean, hardest_negatives
 from fewshot.distances import get_distance
 from fewshot.errors import FewShotError
-from fewshot.evaluation.verification import best_threshold, score_pairs
 from fewshot.losses import contrastive_loss
 from fewshot.methods.base import BatchSource, Method
+from fewshot.methods.pair_threshold import best_threshold, score_pairs
 from fewshot.methods.registry import METHODS
 
 CALIBRATION_PAIRS = 2000
@@ -162,6 +162,7 @@ class SiameseNetwork(Method):
 
     name = "siamese"
     option_choices = {"variant": tuple(VARIANTS), "pairing": PAIRINGS}
+    scores_pairs = True
 
     def __init__(
         self,
@@ -209,6 +210,11 @@ class SiameseNetwork(Method):
     @property
     def gallery_refusal(self) -> str:
         return f"the {self.variant_name} variant ranks classes without looking at the query (see this module's notes)"
+
+    @property
+    def shared_embedding(self) -> bool:
+        """One tower embeds both inputs unless the variant has two (``unshared-concat``)."""
+        return self.support_encoder is None
 
     @property
     def score_is_logit(self) -> bool:
@@ -281,10 +287,7 @@ class SiameseNetwork(Method):
         self.train(was_training)
         return accuracy
 
-    def validation_accuracy(
-        self, dataset: ImageDataset, n_way: int, k_shot: int, n_query: int, n_episodes: int, seed: int
-    ) -> float:
-        """Episode accuracy (the base's); also calibrates :attr:`threshold` on pairs of the validation classes."""
+    def calibrate_on_validation(self, dataset: ImageDataset, seed: int) -> None:
+        """Set :attr:`threshold` on pairs of the validation classes (:meth:`calibrate`), when there are two."""
         if dataset.num_classes >= 2:
             self.calibrate(dataset, seed=seed)
-        return super().validation_accuracy(dataset, n_way, k_shot, n_query, n_episodes, seed)

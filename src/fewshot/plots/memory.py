@@ -10,7 +10,9 @@ from matplotlib.ticker import MaxNLocator
 
 from fewshot.data.dataset import ImageDataset
 from fewshot.errors import FewShotError
+from fewshot.evaluation.instances import EVAL_BATCH, describe
 from fewshot.files import atomic_write
+from fewshot.methods.mann import MANN
 
 
 def plot_memory(read_weights: torch.Tensor, write_weights: torch.Tensor, labels: torch.Tensor, out: str | Path,
@@ -70,9 +72,7 @@ def plot_episode_memory(method: Any, dataset: ImageDataset, out: str | Path, epi
         >>> method, config = load_run("runs/mann_omniglot")
         >>> plot_episode_memory(method, splits["test"], "memory.png")
     """
-    from fewshot.evaluation.instances import EVAL_BATCH, describe
-
-    if getattr(method, "name", None) != "mann":
+    if not isinstance(method, MANN):
         raise FewShotError(f"memory pictures are for mann runs, not {getattr(method, 'name', type(method).__name__)}")
     if method.memory is None:
         raise FewShotError("this mann has no external memory (--memory none): there is no memory to draw")

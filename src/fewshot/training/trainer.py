@@ -33,6 +33,8 @@ from fewshot.data.dataset import ImageDataset
 from fewshot.device import tune_cpu_allocator
 from fewshot.distributed import Group
 from fewshot.errors import FewShotError
+from fewshot.evaluation.evaluator import evaluate
+from fewshot.evaluation.instances import evaluate_instances
 from fewshot.files import atomic_write_text
 from fewshot.methods.base import Method
 from fewshot.runs import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE
@@ -56,6 +58,17 @@ def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractCont
     if config.bf16:
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def validation_accuracy(method: Method, dataset: ImageDataset, config: RunConfig) -> float:
+    """The score the trainer keeps the best model by: mean accuracy on ``config.val_episodes`` validation
+    episodes, N-way K-shot as the config says, or for a method that
+    :attr:`~fewshot.methods.base.Method.evaluates_by_instance` over all steps of its own sequence episodes."""
+    if method.evaluates_by_instance:
+        return evaluate_instances(method, dataset, n_episodes=config.val_episodes, seed=config.seed,
+                                  progress=False).overall
+    return evaluate(method, dataset, config.val_way, config.val_shot, config.val_query, config.val_episodes,
+                    config.seed, progress=False).mean
 
 
 class Trainer:
@@ -89,7 +102,7 @@ class Trainer:
         self.progress = progress and self.group.is_main
         if config.tracker is not None:
             check_tracker(config.tracker)
-        if val_set is not None and config.val_every and type(method).validation_accuracy is Method.validation_accuracy:
+        if val_set is not None and config.val_every and not method.evaluates_by_instance:
             val_set.check_episode(config.val_way, config.val_shot, config.val_query)
         self.model = wrap_for_training(self.method, self.group, config.sync_bn)
         self.optimizer = make_optimizer(method, config)
@@ -230,10 +243,8 @@ class Trainer:
         cfg = self.config
         if self.val_set is None or not self.group.is_main:
             return
-        accuracy = self.trained_method.validation_accuracy(
-            self.val_set, n_way=cfg.val_way, k_shot=cfg.val_shot, n_query=cfg.val_query,
-            n_episodes=cfg.val_episodes, seed=cfg.seed,
-        )
+        self.trained_method.calibrate_on_validation(self.val_set, cfg.seed)
+        accuracy = validation_accuracy(self.trained_method, self.val_set, cfg)
         self.method.train()
         improved = accuracy > self.best
         if improved:
