@@ -62,6 +62,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="average the class probabilities over 4 whole-episode rotations, support and queries "
                              "turned alike (or 8: and their mirror images), on the same episodes; saved as "
                              "'... 8 views' (mann runs: also reported beside 1 view) (default: 1, none)")
+    parser.add_argument("--refine", type=int, default=0, metavar="N",
+                        help="refine the prototypes by N soft k-means steps on each episode's unlabelled queries "
+                             "(Ren et al. 2018; prototype methods: protonet, metric, triplet, transfer with "
+                             "nearest_mean); transductive, saved as '... refined N steps' (default: 0, none)")
     parser.add_argument("--ensemble", nargs="+", metavar="RUN", default=[],
                         help="average the class probabilities of RUN and these runs (trained on the same dataset at "
                              "the same image size); saved as '... ensemble of N'")
@@ -99,9 +103,9 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
     if dataset is None:
         raise FewShotError(f"split {config.split!r} of {config.dataset} has no {args.partition!r} partition")
     if method.evaluates_by_instance:  # sequence episodes, accuracy by instance number (Santoro et al. 2016)
-        if args.within_alphabet or args.head or args.transductive:
-            raise FewShotError("mann runs are tested on sequence episodes by instance; --within-alphabet, --head "
-                               "and --transductive-batch-norm apply to the other methods: leave them out")
+        if args.within_alphabet or args.head or args.transductive or args.refine:
+            raise FewShotError("mann runs are tested on sequence episodes by instance; --within-alphabet, --head, "
+                               "--transductive-batch-norm and --refine apply to the other methods: leave them out")
         if group.distributed:
             raise FewShotError("mann runs are tested by instance in one process: run fewshot evaluate without torchrun")
         return report_instances(args, method, dataset, device)
@@ -115,10 +119,10 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
     results: list[EvaluationResult] = []
     rule = f" with the {args.head} head" if args.head else ""
     print(f"{config.method}{rule} on {dataset} ({args.episodes} episodes per setting, {args.queries} queries per class)")
-    width = 16 + 16 * args.within_alphabet + 13 * args.transductive + 8 * (args.views > 1)
+    width = 16 + 16 * args.within_alphabet + 13 * args.transductive + 8 * (args.views > 1) + 17 * bool(args.refine)
     print(f"{'setting':<{width}}{'accuracy':>10}{'95% CI':>10}{'episodes/s':>12}")
     evaluator = ShardedEvaluator(method, dataset, group, device, progress=args.progress, bf16=args.bf16,
-                                 transductive=args.transductive, views=args.views)
+                                 transductive=args.transductive, views=args.views, refine=args.refine)
     for n_way in args.ways:
         for k_shot in args.shots:
             result = evaluator.evaluate(n_way, k_shot, args.queries, args.episodes, args.seed, args.within_alphabet)

@@ -7,7 +7,9 @@ episodes are scored from the cached embeddings, many episodes at a time.
 
 With ``views`` > 1, each episode is also classified as a whole under the symmetries of the
 square (:mod:`fewshot.data.views`: support and queries rotated, or mirrored and rotated, alike)
-and the class probabilities of the views are averaged (test-time augmentation).
+and the class probabilities of the views are averaged (test-time augmentation). With ``refine``
+> 0, a prototype method's prototypes are first refined by the episode's queries
+(:mod:`fewshot.evaluation.refinement`, Ren et al. 2018).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from fewshot.data.dataset import ImageDataset
 from fewshot.data.episodes import EpisodeSampler
 from fewshot.data.views import check_views, dihedral_view
 from fewshot.device import tune_cpu_allocator
+from fewshot.evaluation.refinement import Refined
 from fewshot.methods.base import Method, test_time_mode
 from fewshot.nets.inference import fold_batch_norm
 
@@ -48,6 +51,7 @@ class EvaluationResult:
     episodes_per_second: float
     transductive: bool = False
     views: int = 1
+    refine: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,9 +59,11 @@ class EvaluationResult:
     @property
     def setting(self) -> str:
         """``"20-way 1-shot"``, with ``" within-alphabet"`` for those episodes, ``" transductive"`` for batch norm
-        on each episode's statistics and ``" 8 views"`` for probabilities averaged over whole-episode views."""
+        on each episode's statistics, ``" 8 views"`` for probabilities averaged over whole-episode views and
+        ``" refined 2 steps"`` for prototypes refined by the queries (transductive too)."""
         return (f"{self.n_way}-way {self.k_shot}-shot" + (" within-alphabet" if self.within_alphabet else "")
-                + (" transductive" if self.transductive else "") + (f" {self.views} views" if self.views > 1 else ""))
+                + (" transductive" if self.transductive else "") + (f" {self.views} views" if self.views > 1 else "")
+                + (f" refined {self.refine} step{'s' * (self.refine > 1)}" if self.refine else ""))
 
     def __str__(self) -> str:
         return (f"{self.setting}: {100 * self.mean:.2f}% +- {100 * self.ci95:.2f} "
@@ -100,13 +106,16 @@ class Evaluator:
         >>> for n_way in (5, 20):
         ...     print(evaluator.evaluate(n_way, k_shot=1))
         >>> Evaluator(model, splits["test"], views=8).evaluate(20, 1, within_alphabet=True)
+        >>> Evaluator(protonet, splits["test"], refine=1).evaluate(5, 1)  # one soft k-means step on the queries
     """
 
     def __init__(self, method: Method, dataset: ImageDataset, device: torch.device | str | None = None,
-                 progress: bool = True, bf16: bool = False, transductive: bool = False, views: int = 1) -> None:
+                 progress: bool = True, bf16: bool = False, transductive: bool = False, views: int = 1,
+                 refine: int = 0) -> None:
         check_views(views)
+        method = Refined(method, refine) if refine != 0 else method
         self.method, self.dataset, self.progress, self.bf16 = method, dataset, progress, bf16
-        self.transductive, self.views = transductive, views
+        self.transductive, self.views, self.refine = transductive, views, refine
         self.device = torch.device(device) if device is not None else next(method.parameters()).device
         tune_cpu_allocator(self.device)
         self._embeddings: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -134,7 +143,7 @@ class Evaluator:
         self.method.train(was_training)
         mean, ci95, std = mean_and_ci95(accuracies)
         return EvaluationResult(n_way, k_shot, n_query, n_episodes, seed, within_alphabet, mean, ci95, std, seconds,
-                                n_episodes / max(seconds, 1e-9), self.transductive, self.views)
+                                n_episodes / max(seconds, 1e-9), self.transductive, self.views, self.refine)
 
     def episode_accuracies(self, sampler: EpisodeSampler, bar: tqdm) -> torch.Tensor:
         """The accuracy of each episode of ``sampler``, in order (:mod:`fewshot.evaluation.sharded` shares them out)."""
@@ -197,14 +206,16 @@ def evaluate(
     within_alphabet: bool = False,
     transductive: bool = False,
     views: int = 1,
+    refine: int = 0,
 ) -> EvaluationResult:
     """Accuracy of ``method`` on ``n_episodes`` N-way K-shot episodes of ``dataset`` (see :class:`Evaluator`).
 
     Example:
         >>> result = evaluate(model, splits["test"], n_way=20, k_shot=1)
         >>> print(result)  # 20-way 1-shot: 96.10% +- 0.30 (1000 episodes, ...)
+        >>> evaluate(protonet, splits["test"], refine=1)  # prototypes refined by the queries (Ren et al. 2018)
     """
-    return Evaluator(method, dataset, device, progress, bf16, transductive, views).evaluate(
+    return Evaluator(method, dataset, device, progress, bf16, transductive, views, refine).evaluate(
         n_way, k_shot, n_query, n_episodes, seed, within_alphabet)
 
 

@@ -43,8 +43,9 @@ class ShardedEvaluator(Evaluator):
     """
 
     def __init__(self, method: Method, dataset: ImageDataset, group: Group, device: torch.device | str | None = None,
-                 progress: bool = True, bf16: bool = False, transductive: bool = False, views: int = 1) -> None:
-        super().__init__(method, dataset, device, progress and group.is_main, bf16, transductive, views)
+                 progress: bool = True, bf16: bool = False, transductive: bool = False, views: int = 1,
+                 refine: int = 0) -> None:
+        super().__init__(method, dataset, device, progress and group.is_main, bf16, transductive, views, refine)
         self.group = group
 
     def episode_accuracies(self, sampler: EpisodeSampler, bar: tqdm) -> torch.Tensor:
