@@ -1,11 +1,6 @@
-"""A run directory: its config, its model, its data. Shared by training, evaluation and serving.
+"""A run directory: its config, its model, its data. Used by the CLI, the gallery and the plots.
 
-Layout of ``RUN/``:
-    config.yaml        the resolved :class:`~fewshot.training.config.RunConfig`
-    model.safetensors  the weights to use (best on validation, else the last)
-    checkpoint.pt      resumable state (weights, optimizer, schedule, RNG, step); tensors only
-    metrics.jsonl      one JSON record per logged step and per validation
-    evaluation.json    results of ``fewshot evaluate``
+Its files are named in :mod:`fewshot.training.run_files` (and importable from here).
 """
 from __future__ import annotations
 
@@ -21,12 +16,10 @@ from fewshot.errors import FewShotError
 from fewshot.methods import METHODS, Method
 from fewshot.nets import build_encoder
 from fewshot.training.config import RunConfig, read_yaml
+from fewshot.training.run_files import CHECKPOINT_FILE, CONFIG_FILE, EVALUATION_FILE, METRICS_FILE, MODEL_FILE
 
-CONFIG_FILE = "config.yaml"
-MODEL_FILE = "model.safetensors"
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.jsonl"
-EVALUATION_FILE = "evaluation.json"
+__all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "EVALUATION_FILE", "METRICS_FILE", "MODEL_FILE", "build_method",
+           "config_yaml", "load_config", "load_data", "load_run", "load_weights", "training_set"]
 
 
 def config_yaml(config: RunConfig) -> str:

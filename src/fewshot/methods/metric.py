@@ -10,6 +10,7 @@ so 1-shot classification is nearest-neighbour retrieval.
 """
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -19,7 +20,6 @@ from fewshot.data.dataset import ImageDataset
 from fewshot.data.triplets import MetricBatch, PKSampler, RandomTripletSampler
 from fewshot.distances import DISTANCES
 from fewshot.errors import FewShotError
-from fewshot.evaluation.retrieval import nearest_neighbours
 from fewshot.losses import LOSSES, build_loss
 from fewshot.methods.base import BatchSource, Method, class_means
 from fewshot.methods.registry import METHODS
@@ -108,8 +108,8 @@ class MetricLearning(Method):
             if self.miner is not None and self.loss.uses_triplets:
                 triplets = self.miner(embeddings, batch.labels)
             loss = self.loss(embeddings, batch.labels, triplets)
-            _, nearest = nearest_neighbours(embeddings.detach(), 1, self.distance)
-        return loss, {"accuracy": (batch.labels[nearest[:, 0]] == batch.labels).float().mean()}
+            nearest = self.distance.matrix(embeddings.detach(), embeddings.detach()).fill_diagonal_(math.inf).argmin(1)
+        return loss, {"accuracy": (batch.labels[nearest] == batch.labels).float().mean()}
 
     def scores(
         self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, n_way: int

@@ -37,10 +37,10 @@ from fewshot.evaluation.evaluator import evaluate
 from fewshot.evaluation.instances import evaluate_instances
 from fewshot.files import atomic_write_text
 from fewshot.methods.base import Method
-from fewshot.runs import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE
 from fewshot.training.checkpoint import parse_checkpoint, read_checkpoint, save_checkpoint, save_weights
 from fewshot.training.config import RunConfig
 from fewshot.training.distributed import wrap_for_training
+from fewshot.training.run_files import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE
 from fewshot.training.trackers import Tracker, check_tracker, open_tracker
 
 LOG_EVERY = 10
