@@ -14,7 +14,12 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """Return the device for ``name``: ``auto`` picks CUDA when present, else the CPU."""
+    """Return the device for ``name``: ``auto`` picks CUDA when present, else the CPU.
+
+    Example:
+        >>> resolve_device("auto")  # on a machine without a GPU
+        device(type='cpu')
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":

@@ -19,7 +19,12 @@ DISTANCES: Registry[type["Distance"]] = Registry("distance")
 
 
 def full_precision(a: torch.Tensor) -> torch.autocast:
-    """A context in which autocast is off, for sums whose cancellation bfloat16 cannot bear."""
+    """A context in which autocast is off, for sums whose cancellation bfloat16 cannot bear.
+
+    Example:
+        >>> with full_precision(a):
+        ...     squared = (a.float() ** 2).sum(-1)
+    """
     return torch.autocast(device_type=a.device.type, enabled=False)
 
 
@@ -28,6 +33,10 @@ class Distance(nn.Module, ABC):
 
     Distances are always computed in float32, even under bfloat16 autocast: with 8 bits of
     mantissa, ``|a|^2 + |b|^2 - 2 a.b`` loses the differences between classes.
+
+    Example:
+        >>> distance = get_distance("euclidean")
+        >>> distance.matrix(queries, prototypes).shape  # [n_queries, n_prototypes]
     """
 
     def matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -54,7 +63,12 @@ class Distance(nn.Module, ABC):
 
 @DISTANCES.register("l1")
 class L1Distance(Distance):
-    """``sum |a - b|`` (Koch et al. 2015; the softmax-ratio triplet loss of seed 003)."""
+    """``sum |a - b|`` (Koch et al. 2015; the softmax-ratio triplet loss of seed 003).
+
+    Example:
+        >>> L1Distance()(torch.zeros(1, 2), torch.tensor([[3.0, 4.0]]))
+        tensor([7.])
+    """
 
     def _matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a.unsqueeze(-2) - b.unsqueeze(-3)).abs().sum(-1)
@@ -65,7 +79,12 @@ class L1Distance(Distance):
 
 @DISTANCES.register("squared_euclidean")
 class SquaredEuclideanDistance(Distance):
-    """``sum (a - b)^2``, the distance of Prototypical Networks (Snell et al. 2017, eq. 2)."""
+    """``sum (a - b)^2``, the distance of Prototypical Networks (Snell et al. 2017, eq. 2).
+
+    Example:
+        >>> SquaredEuclideanDistance()(torch.zeros(1, 2), torch.tensor([[3.0, 4.0]]))
+        tensor([25.])
+    """
 
     def _matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         sq = (a * a).sum(-1).unsqueeze(-1) + (b * b).sum(-1).unsqueeze(-2) - 2 * a @ b.transpose(-1, -2)
@@ -77,7 +96,12 @@ class SquaredEuclideanDistance(Distance):
 
 @DISTANCES.register("euclidean")
 class EuclideanDistance(Distance):
-    """``sqrt(max(sum (a - b)^2, eps))``: the floor keeps the gradient finite at zero distance."""
+    """``sqrt(max(sum (a - b)^2, eps))``: the floor keeps the gradient finite at zero distance.
+
+    Example:
+        >>> EuclideanDistance()(torch.zeros(1, 2), torch.tensor([[3.0, 4.0]]))
+        tensor([5.])
+    """
 
     def __init__(self, eps: float = 1e-12) -> None:
         super().__init__()
@@ -93,7 +117,12 @@ class EuclideanDistance(Distance):
 
 @DISTANCES.register("cosine")
 class CosineDistance(Distance):
-    """``1 - cos(a, b)``."""
+    """``1 - cos(a, b)``.
+
+    Example:
+        >>> CosineDistance()(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]]))
+        tensor([1.])
+    """
 
     def _matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return 1 - F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).transpose(-1, -2)
@@ -103,5 +132,10 @@ class CosineDistance(Distance):
 
 
 def get_distance(name: str) -> Distance:
-    """The distance registered under ``name`` (``l1``, ``euclidean``, ``squared_euclidean``, ``cosine``)."""
+    """The distance registered under ``name`` (``l1``, ``euclidean``, ``squared_euclidean``, ``cosine``).
+
+    Example:
+        >>> get_distance("l1")
+        L1Distance()
+    """
     return DISTANCES.get(name)()

@@ -30,10 +30,22 @@ PEER = "peer"  # what a rank posts when it stops because another one failed
 OWN = "own: "  # the prefix of what a rank posts when it fails on its own
 
 class RankFailure(FewShotError):
-    """Another process of the run stopped (killed, crashed, or failed with an error); the message names it."""
+    """Another process of the run stopped (killed, crashed, or failed with an error); the message names it.
+
+    Example:
+        >>> try:
+        ...     group.barrier()
+        ... except RankFailure as e:
+        ...     print(e)  # names the process that stopped
+    """
 
 class Heartbeat:
-    """A thread that increments ``beat/RANK`` in the rendezvous store every ``BEAT_SECONDS``."""
+    """A thread that increments ``beat/RANK`` in the rendezvous store every ``BEAT_SECONDS``.
+
+    Example:
+        >>> beat = Heartbeat(store, rank=0)
+        >>> beat.stop()
+    """
 
     def __init__(self, store: dist.Store, rank: int) -> None:
         self.store, self.key = store, f"beat/{rank}"
@@ -212,6 +224,11 @@ def start_group(timeout_minutes: float = 30) -> Group:
 
     Tensors on the CPU go over gloo and, where there are GPUs, CUDA tensors over NCCL; a collective
     that waits longer than ``timeout_minutes`` (rank 0 validating, a hung peer) fails.
+
+    Example:
+        >>> group = start_group()  # without torchrun: one process
+        >>> group.rank, group.world_size
+        (0, 1)
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:

@@ -23,11 +23,20 @@ __all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "EVALUATION_FILE", "METRICS_FILE", 
 
 
 def config_yaml(config: RunConfig) -> str:
+    """The YAML text of ``config``, as a run directory's ``config.yaml`` holds it.
+
+    Example:
+        >>> print(config_yaml(load_config("runs/proto")))  # method: protonet ...
+    """
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
 def build_method(config: RunConfig, image_shape: tuple[int, int, int] | None = None) -> Method:
-    """The untrained method a config describes, with weights initialised from ``config.seed``."""
+    """The untrained method a config describes, with weights initialised from ``config.seed``.
+
+    Example:
+        >>> method = build_method(resolve_config("protonet", overrides={"dataset": "omniglot"}))
+    """
     channels, size = (image_shape[0], image_shape[1]) if image_shape else (config.channels, config.image_size)
     torch.manual_seed(config.seed)
     encoder = build_encoder(config.encoder, in_channels=channels, image_size=size, **config.encoder_options)
@@ -35,6 +44,12 @@ def build_method(config: RunConfig, image_shape: tuple[int, int, int] | None = N
 
 
 def load_config(run_dir: str | Path) -> RunConfig:
+    """The config of the run in ``run_dir`` (its ``config.yaml``).
+
+    Example:
+        >>> load_config("runs/proto").method
+        'protonet'
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FewShotError(f"run directory {run_dir} does not exist; train one with `fewshot train METHOD --out {run_dir}`")
@@ -44,7 +59,12 @@ def load_config(run_dir: str | Path) -> RunConfig:
 
 
 def load_weights(method: Method, path: str | Path, config: RunConfig) -> None:
-    """Load safetensors weights into ``method``; a file of another method or config is refused clearly."""
+    """Load safetensors weights into ``method``; a file of another method or config is refused clearly.
+
+    Example:
+        >>> method = build_method(config)
+        >>> load_weights(method, "runs/proto/model.safetensors", config)
+    """
     path = Path(path)
     try:
         state = load_file(str(path))
@@ -70,7 +90,12 @@ def load_weights(method: Method, path: str | Path, config: RunConfig) -> None:
 
 
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[Method, RunConfig]:
-    """The trained method of a run directory, in eval mode, and its config."""
+    """The trained method of a run directory, in eval mode, and its config.
+
+    Example:
+        >>> model, config = load_run("runs/proto")
+        >>> print(evaluate(model, load_splits("omniglot", "lake")["test"], n_way=20, k_shot=1))
+    """
     config = load_config(run_dir)
     method = build_method(config)
     load_weights(method, Path(run_dir) / MODEL_FILE, config)
@@ -78,7 +103,11 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[M
 
 
 def training_set(config: RunConfig, data: dict[str, ImageDataset]) -> ImageDataset:
-    """The partition a run trains on, with the new classes its config adds (rotations, then mirrors)."""
+    """The partition a run trains on, with the new classes its config adds (rotations, then mirrors).
+
+    Example:
+        >>> train = training_set(config, load_data(config, ("train",)))
+    """
     train_set = data[config.train_partition]
     if config.rotate_classes:
         train_set = train_set.with_rotated_classes()
@@ -95,6 +124,11 @@ def load_data(config: RunConfig, partitions: tuple[str, ...], progress: bool = T
     out: its classes are training classes then, and validating on them would pick the model
     that best fits seen classes.
     Missing files are downloaded from the official sources unless ``download`` is False.
+
+    Example:
+        >>> data = load_data(load_config("runs/proto"), ("train", "val"))
+        >>> sorted(data)
+        ['train', 'val']
     """
     from fewshot.data.sources import load_splits
 

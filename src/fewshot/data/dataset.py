@@ -209,6 +209,11 @@ class Episode:
 
     Labels are episode labels ``0 .. n_way - 1``; ``classes`` maps them back to the
     dataset's class indices.
+
+    Example:
+        >>> episode = EpisodeSampler(splits["test"], 5, 1, 15, 1).episode(0)
+        >>> episode.n_way, episode.support.shape, episode.query.shape
+        (5, torch.Size([5, 1, 28, 28]), torch.Size([75, 1, 28, 28]))
     """
 
     support: torch.Tensor

@@ -36,6 +36,12 @@ class DataSource:
 
 
 DATASETS: Registry[DataSource] = Registry("dataset")
+"""The data sets ``--dataset`` names: each one's files, download sources and splits.
+
+Example:
+    >>> sorted(DATASETS)
+    ['folder', 'mnist', 'omniglot']
+"""
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:

@@ -62,7 +62,12 @@ class OpenSetReport:
 
 @dataclass
 class Calibration:
-    """A threshold, how it was chosen, and what it gives on other unseen classes."""
+    """A threshold, how it was chosen, and what it gives on other unseen classes.
+
+    Example:
+        >>> calibration = gallery.calibrate(load_splits("omniglot", "lake")["test"])
+        >>> calibration.threshold, calibration.target_false_accept
+    """
 
     threshold: float
     target_false_accept: float

@@ -60,7 +60,11 @@ def class_scores(method: Method, match: str, support: torch.Tensor, support_labe
 
 @dataclass(frozen=True)
 class Match:
-    """One candidate class and its distance (minus the method's score)."""
+    """One candidate class and its distance (minus the method's score).
+
+    Example:
+        >>> [(m.name, m.distance) for m in gallery.recognise(["q1.png"], top=3)[0].top]
+    """
 
     name: str
     distance: float
@@ -73,6 +77,10 @@ class Recognition:
     ``name`` is the best class, or None when the query is unknown (its best distance beyond the
     threshold). Without a calibration there is no threshold: ``calibrated`` is False and the best
     class is always given.
+
+    Example:
+        >>> answer = gallery.recognise(["q1.png"])[0]
+        >>> answer.name or "unknown", answer.distance, answer.threshold
     """
 
     source: str

@@ -53,7 +53,13 @@ ImageInput = bytes | str | os.PathLike | tuple[str, bytes]
 
 @dataclass
 class AddResult:
-    """What :meth:`Gallery.add` stored: new example ids, images already stored, conversions made."""
+    """What :meth:`Gallery.add` stored: new example ids, images already stored, conversions made.
+
+    Example:
+        >>> result = gallery.add("alpha", ["a1.png", "a2.png"])
+        >>> result.created, len(result.example_ids), result.duplicates
+        (True, 2, [])
+    """
 
     name: str
     created: bool
@@ -69,6 +75,12 @@ class AddResult:
 
 @dataclass(frozen=True)
 class ClassInfo:
+    """A registered class: its name, its number of examples and when it was added (Unix time).
+
+    Example:
+        >>> [(c.name, c.examples) for c in gallery.classes()]
+    """
+
     name: str
     examples: int
     added: float
@@ -80,6 +92,11 @@ class Gallery:
     Use :meth:`create` or :meth:`open`, and :meth:`close` (or a ``with`` block) when done, which
     saves the index so the next open is fast. One object may be shared by threads; many processes
     may read one gallery while one writes.
+
+    Example:
+        >>> with Gallery.create("my.gallery") as gallery:
+        ...     gallery.add("alpha", ["a1.png"])
+        ...     print(gallery.recognise(["q1.png"], top=2)[0])
     """
 
     def __init__(self, store: GalleryStore, model: GalleryModel, index_note: str | None = None) -> None:

@@ -22,6 +22,10 @@ class MetricLoss(nn.Module, ABC):
 
     Args:
         distance: a :class:`~fewshot.distances.Distance` or its name; ``None``: ``default_distance``.
+
+    Example:
+        >>> loss = TripletMarginLoss(distance="euclidean")
+        >>> value = loss(embeddings, labels, BatchHardMiner("euclidean")(embeddings, labels))
     """
 
     default_distance: ClassVar[str] = "euclidean"

@@ -17,6 +17,10 @@ def contrastive_loss(distances: torch.Tensor, labels: torch.Tensor, margin: floa
     """``y d^2 + (1 - y) max(m - d, 0)^2`` per pair (``distances`` and ``labels`` of equal shape).
 
     ``reduction``: ``"mean"`` over pairs (default) or ``"none"`` (one value per pair).
+
+    Example:
+        >>> contrastive_loss(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]), margin=1.0, reduction="none")
+        tensor([0.2500, 0.2500])
     """
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")

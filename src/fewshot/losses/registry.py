@@ -7,6 +7,12 @@ from fewshot.distances import Distance
 from fewshot.registry import Registry
 
 LOSSES: Registry = Registry("loss function", inputs=("distance",))
+"""The metric-learning losses ``--loss`` names, built by :func:`build_loss`.
+
+Example:
+    >>> sorted(LOSSES)
+    ['contrastive', 'histogram', 'quadruplet', 'softmax_ratio', 'symmetric_margin', 'triplet_margin']
+"""
 
 
 def build_loss(name: str, distance: Distance | str | None = None, **options: Any) -> Any:

@@ -32,6 +32,11 @@ class Method(nn.Module, ABC):
     :meth:`training_loss` and :meth:`scores`. A method whose embedding of an image does
     not depend on the episode (``episode_independent = True``) lets the evaluator embed
     each test image once and score thousands of episodes from cached embeddings.
+
+    Example:
+        >>> model, config = load_run("runs/proto")
+        >>> model.set_support(support_images, support_labels)
+        >>> predictions = model.classify(query_images).argmax(-1)
     """
 
     name: ClassVar[str]

@@ -10,7 +10,13 @@ from fewshot.distances import Distance, get_distance
 
 
 class Triplets(NamedTuple):
-    """Index tensors into a batch: ``anchor[i]`` and ``positive[i]`` share a class, ``negative[i]`` does not."""
+    """Index tensors into a batch: ``anchor[i]`` and ``positive[i]`` share a class, ``negative[i]`` does not.
+
+    Example:
+        >>> triplets = AllTripletsMiner()(torch.zeros(3, 2), torch.tensor([0, 0, 1]))
+        >>> triplets.anchor, triplets.positive, triplets.negative
+        (tensor([0, 1]), tensor([1, 0]), tensor([2, 2]))
+    """
 
     anchor: torch.Tensor
     positive: torch.Tensor
@@ -21,7 +27,13 @@ class Triplets(NamedTuple):
 
 
 def label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(positive, negative)`` boolean ``[n, n]`` masks: same label (not self), and different label."""
+    """``(positive, negative)`` boolean ``[n, n]`` masks: same label (not self), and different label.
+
+    Example:
+        >>> positive, negative = label_masks(torch.tensor([0, 0, 1]))
+        >>> positive[0].tolist(), negative[0].tolist()
+        ([False, True, False], [False, False, True])
+    """
     same = labels.unsqueeze(0) == labels.unsqueeze(1)
     positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     return positive, ~same
@@ -35,6 +47,10 @@ class Miner(ABC):
 
     Args:
         distance: a :class:`~fewshot.distances.Distance` or its name.
+
+    Example:
+        >>> triplets = BatchHardMiner("euclidean")(embeddings, labels)
+        >>> len(triplets.anchor) == len(labels)  # one hardest triplet per anchor with a positive
     """
 
     def __init__(self, distance: Distance | str = "euclidean") -> None:

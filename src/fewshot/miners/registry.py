@@ -8,6 +8,12 @@ from fewshot.miners.base import Miner
 from fewshot.registry import Registry
 
 MINERS: Registry[type[Miner]] = Registry("miner", inputs=("distance",))
+"""The in-batch triplet miners ``--miner`` names, built by :func:`build_miner`.
+
+Example:
+    >>> sorted(MINERS)
+    ['all', 'batch_hard', 'semi_hard']
+"""
 
 
 def build_miner(name: str, distance: Distance | str = "euclidean", **options: Any) -> Miner:

@@ -13,8 +13,20 @@ from torch import nn
 from fewshot.registry import Registry
 
 ENCODERS: Registry = Registry("encoder", inputs=("in_channels", "image_size"))
+"""The encoders ``--encoder`` names, built by :func:`build_encoder`.
+
+Example:
+    >>> "conv4" in sorted(ENCODERS)
+    True
+"""
 
 
 def build_encoder(name: str, in_channels: int, image_size: int, **options: Any) -> nn.Module:
-    """Build the encoder registered as ``name``; unknown names and options list the valid ones."""
+    """Build the encoder registered as ``name``; unknown names and options list the valid ones.
+
+    Example:
+        >>> encoder = build_encoder("conv4", in_channels=1, image_size=28)
+        >>> encoder(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 64])
+    """
     return ENCODERS.build(name, in_channels=in_channels, image_size=image_size, **options)

@@ -18,7 +18,11 @@ from fewshot.files import atomic_write
 
 @dataclass
 class Series:
-    """One line (``y`` over ``x``, optional 95% half-widths ``errors``) or one set of bars (``y`` per group)."""
+    """One line (``y`` over ``x``, optional 95% half-widths ``errors``) or one set of bars (``y`` per group).
+
+    Example:
+        >>> Series("ProtoNet", [98.3, 95.4], errors=[0.2, 0.2])
+    """
 
     label: str
     y: list[float | None]
@@ -29,7 +33,11 @@ class Series:
 
 @dataclass
 class Panel:
-    """One chart: lines over ``x``, or, with ``groups``, bars of each series per group (``None`` leaves a gap)."""
+    """One chart: lines over ``x``, or, with ``groups``, bars of each series per group (``None`` leaves a gap).
+
+    Example:
+        >>> Panel("Omniglot", "setting", "accuracy (%)", [Series("ProtoNet", [98.3, 95.4])], groups=["5-way", "20-way"])
+    """
 
     title: str
     xlabel: str
@@ -43,7 +51,11 @@ class Panel:
 
 def draw_panels(panels: list[Panel], out: str | Path, size: tuple[float, float] | None = None, dpi: int = 100,
                 title: str | None = None) -> None:
-    """Draw ``panels`` side by side, one shared legend per panel, and write the PNG ``out``."""
+    """Draw ``panels`` side by side, one shared legend per panel, and write the PNG ``out``.
+
+    Example:
+        >>> draw_panels([Panel("loss", "step", "loss", [Series("train", [1.2, 0.6, 0.4], x=[0, 100, 200])])], "loss.png")
+    """
     if not panels or any(not p.series for p in panels):
         raise FewShotError("nothing to plot: give at least one panel, each with at least one series")
     fig, axes = plt.subplots(1, len(panels), figsize=size or (5.5 * len(panels), 4.2), squeeze=False)

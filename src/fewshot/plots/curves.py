@@ -12,7 +12,11 @@ from fewshot.runs import METRICS_FILE
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The records of ``RUN/metrics.jsonl`` (a damaged last line, from a kill, is skipped)."""
+    """The records of ``RUN/metrics.jsonl`` (a damaged last line, from a kill, is skipped).
+
+    Example:
+        >>> [r["loss"] for r in read_metrics("runs/proto") if r.get("event") == "train"][:3]
+    """
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         raise FewShotError(f"{path} not found: {run_dir} has no metrics log yet; train it first")

@@ -16,7 +16,12 @@ RIGHT, WRONG = "tab:green", "tab:red"
 
 @torch.inference_mode()
 def predict_episode(method: Method, episode: Episode, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The predicted episode label ``[n_query]`` of each query, the way the evaluator scores episodes."""
+    """The predicted episode label ``[n_query]`` of each query, the way the evaluator scores episodes.
+
+    Example:
+        >>> episode = EpisodeSampler(splits["test"], 5, 1, 5, 1).episode(0)
+        >>> (predict_episode(model, episode) == episode.query_labels).float().mean()
+    """
     was_training = method.training
     method.eval()
     episode = episode.to(device)
@@ -27,7 +32,12 @@ def predict_episode(method: Method, episode: Episode, device: torch.device | str
 
 
 def short_name(name: str, width: int = 22) -> str:
-    """The last two parts of a class path (``Alphabet/characterNN``), cut to ``width`` characters."""
+    """The last two parts of a class path (``Alphabet/characterNN``), cut to ``width`` characters.
+
+    Example:
+        >>> short_name("images_evaluation/Angelic/character01")
+        'Angelic/character01'
+    """
     name = "/".join(name.split("/")[-2:])
     return name if len(name) <= width else "..." + name[-(width - 3):]
 

@@ -29,6 +29,9 @@ def plot_memory(read_weights: torch.Tensor, write_weights: torch.Tensor, labels:
         out: PNG file to write.
         title: figure title.
         correct: optional ``[time]`` booleans; wrong predictions are marked with a cross.
+
+    Example:
+        >>> plot_memory(reads, writes, episode_labels, "memory.png", title="one test episode")
     """
     reads = read_weights.sum(1).T.float().cpu()  # [slots, time]
     writes = write_weights.sum(1).T.float().cpu()

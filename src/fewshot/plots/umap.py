@@ -53,7 +53,11 @@ def umap_2d(embeddings: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.3
 
 
 def choose_classes(data: EmbeddingSet, max_classes: int, seed: int = 0) -> np.ndarray:
-    """Indices of at most ``max_classes`` classes, half seen and half unseen when both kinds are there."""
+    """Indices of at most ``max_classes`` classes, half seen and half unseen when both kinds are there.
+
+    Example:
+        >>> keep = np.isin(data.labels, choose_classes(data, max_classes=20))
+    """
     if max_classes < 1:
         raise FewShotError(f"max_classes must be at least 1, got {max_classes}")
     present = np.unique(data.labels)
@@ -68,7 +72,12 @@ def choose_classes(data: EmbeddingSet, max_classes: int, seed: int = 0) -> np.nd
 
 
 def class_colours(n: int) -> list:
-    """``n`` distinguishable colours: tab10, tab20, then evenly spaced hues."""
+    """``n`` distinguishable colours: tab10, tab20, then evenly spaced hues.
+
+    Example:
+        >>> len(class_colours(30))
+        30
+    """
     if n <= 10:
         return [plt.get_cmap("tab10")(i) for i in range(n)]
     if n <= 20:

@@ -16,5 +16,10 @@ CALIBRATION_FILE = "calibration.json"
 
 
 def model_dir(name: str = DEFAULT_MODEL) -> Path:
-    """The run directory of a packaged model."""
+    """The run directory of a packaged model.
+
+    Example:
+        >>> sorted(p.name for p in model_dir().iterdir())
+        ['calibration.json', 'config.yaml', 'model.safetensors']
+    """
     return Path(str(resources.files(__package__) / name))

@@ -55,6 +55,12 @@ from fewshot.serving.schemas import (
 from fewshot.serving.thumbnails import thumbnail_data_url
 
 SETTINGS_ENV = "FEWSHOT_SERVE_SETTINGS"
+"""The environment variable through which ``fewshot serve`` hands its settings (JSON) to the app's worker processes.
+
+Example:
+    >>> SETTINGS_ENV
+    'FEWSHOT_SERVE_SETTINGS'
+"""
 STATIC = Path(str(resources.files("fewshot.serving") / "static"))
 MAX_IMAGES_PER_REQUEST = 100
 
@@ -77,7 +83,11 @@ _ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 404, 413, 422, 503)}
 
 @dataclass
 class Settings:
-    """What the service serves and how: see ``fewshot serve --help``."""
+    """What the service serves and how: see ``fewshot serve --help``.
+
+    Example:
+        >>> app = create_app(Settings(gallery="my.gallery", token="secret"))
+    """
 
     gallery: str
     run: str | None = None
@@ -88,7 +98,11 @@ class Settings:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The FastAPI application for ``settings``; the gallery opens when the app starts."""
+    """The FastAPI application for ``settings``; the gallery opens when the app starts.
+
+    Example:
+        >>> uvicorn.run(create_app(Settings(gallery="my.gallery")), port=8000)
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -228,7 +242,12 @@ def app_from_environment() -> FastAPI:
 
 
 def open_gallery(settings: Settings) -> Gallery:
-    """The gallery ``settings`` names, created (with the run, or the packaged model) when it does not exist."""
+    """The gallery ``settings`` names, created (with the run, or the packaged model) when it does not exist.
+
+    Example:
+        >>> with open_gallery(Settings(gallery="my.gallery")) as gallery:
+        ...     print(gallery.info())
+    """
     path = Path(settings.gallery)
     if path.exists():
         return Gallery.open(path, settings.run, device=settings.device)

@@ -34,7 +34,13 @@ def _opt(default: Any, help: str) -> Any:
 
 @dataclass
 class RunConfig:
-    """Everything a training run depends on. See ``configs/*.yaml`` for the papers' values."""
+    """Everything a training run depends on. See ``configs/*.yaml`` for the papers' values.
+
+    Example:
+        >>> config = RunConfig(method="protonet", dataset="omniglot", steps=100)
+        >>> config.encoder
+        'conv4'
+    """
 
     method: str = _opt("protonet", "few-shot method")
     options: dict = _opt({}, "the method's own options (its __init__ keyword arguments)")
@@ -120,6 +126,9 @@ def check_type(name: str, value: Any, source: str = "config") -> None:
     """Raise :class:`FewShotError` unless ``value`` has the type of the :class:`RunConfig` field ``name``.
 
     Whole numbers pass for floats; booleans pass only for booleans (``True`` is not the number 1 here).
+
+    Example:
+        >>> check_type("steps", "100")  # raises FewShotError: config: steps must be a whole number, got '100' (str)
     """
     hint = typing.get_type_hints(RunConfig)[name]
     allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
@@ -149,7 +158,12 @@ def _numeric(value: Any) -> bool:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``, with a clear error if it is missing or malformed."""
+    """A YAML mapping from ``path``, with a clear error if it is missing or malformed.
+
+    Example:
+        >>> read_yaml(default_config_path("protonet", "omniglot", "lake"))["method"]
+        'protonet'
+    """
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text())
@@ -165,11 +179,22 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def available_configs() -> list[str]:
+    """The file names of the packaged configs (``configs/*.yaml``).
+
+    Example:
+        >>> "protonet_omniglot.yaml" in available_configs()
+        True
+    """
     return sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
 
 
 def default_config_path(method: str, dataset: str | None, split: str | None) -> Path | None:
-    """The most specific of ``{method}_{dataset}_{split}.yaml``, ``{method}_{dataset}.yaml``, ``{method}.yaml``."""
+    """The most specific of ``{method}_{dataset}_{split}.yaml``, ``{method}_{dataset}.yaml``, ``{method}.yaml``.
+
+    Example:
+        >>> default_config_path("protonet", "omniglot", "vinyals").name
+        'protonet_omniglot_vinyals.yaml'
+    """
     names = []
     if dataset and split:
         names.append(f"{method}_{dataset}_{split}.yaml")
@@ -188,7 +213,12 @@ def resolve_config(
     overrides: dict[str, Any] | None = None,
     option_overrides: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Defaults < YAML file (given, or the method's default for the dataset and split) < overrides."""
+    """Defaults < YAML file (given, or the method's default for the dataset and split) < overrides.
+
+    Example:
+        >>> resolve_config("protonet", overrides={"dataset": "omniglot", "steps": 100}).steps
+        100
+    """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     dataset = overrides.get("dataset", RunConfig.dataset)
     path = config_file or default_config_path(method, dataset, overrides.get("split"))
@@ -206,6 +236,10 @@ def resolve_config(
 
 
 def config_differences(saved: RunConfig, requested: RunConfig) -> list[str]:
-    """Fields that differ between two configs, other than those a resume may change."""
+    """Fields that differ between two configs, other than those a resume may change.
+
+    Example:
+        >>> config_differences(load_config("runs/proto"), requested)  # e.g. ['lr: 0.001 -> 0.01']
+    """
     a, b = saved.to_dict(), requested.to_dict()
     return [f"{k}: {a[k]!r} (saved) vs {b[k]!r} (now)" for k in a if k not in RESUMABLE_CHANGES and a[k] != b[k]]

@@ -14,7 +14,11 @@ from fewshot.errors import FewShotError
 
 
 class TrainingLoss(nn.Module):
-    """``forward(batch)`` is ``method.training_loss(batch)``: the module DDP wraps, so gradients are averaged."""
+    """``forward(batch)`` is ``method.training_loss(batch)``: the module DDP wraps, so gradients are averaged.
+
+    Example:
+        >>> loss, metrics = TrainingLoss(method)(batch)
+    """
 
     def __init__(self, method: nn.Module) -> None:
         super().__init__()
@@ -28,6 +32,10 @@ def wrap_for_training(method: nn.Module, group: Group, sync_bn: bool) -> nn.Modu
 
     With ``sync_bn`` the batch norms of the method are made ``SyncBatchNorm`` first (in place: the
     parameters stay the same tensors), so their statistics are over the batches of all processes.
+
+    Example:
+        >>> model = wrap_for_training(method, start_group(), sync_bn=False)
+        >>> loss, metrics = model(batch)
     """
     loss = TrainingLoss(method)
     if not group.distributed:

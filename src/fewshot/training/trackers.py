@@ -26,20 +26,35 @@ WANDB_ID_FILE = "wandb-id.txt"
 
 
 def check_tracker(name: str) -> None:
-    """Raise :class:`~fewshot.errors.FewShotError` naming the extra to install if tracker ``name`` is missing."""
+    """Raise :class:`~fewshot.errors.FewShotError` naming the extra to install if tracker ``name`` is missing.
+
+    Example:
+        >>> check_tracker("tensorboard")  # raises FewShotError naming the extra when tensorboard is missing
+    """
     if importlib.util.find_spec(PACKAGES[name]) is None:
         raise FewShotError(f"--tracker {name} needs the {PACKAGES[name]} package: pip install 'fewshot[{name}]' "
                            f"(or pip install {PACKAGES[name]}), or leave --tracker out")
 
 
 def scalars(record: dict[str, Any]) -> dict[str, float]:
-    """The numbers of a metrics record as ``EVENT/KEY`` names (not its step, flags or missing values)."""
+    """The numbers of a metrics record as ``EVENT/KEY`` names (not its step, flags or missing values).
+
+    Example:
+        >>> scalars({"event": "train", "step": 5, "loss": 0.5})
+        {'train/loss': 0.5}
+    """
     return {f"{record['event']}/{key}": float(value) for key, value in record.items()
             if key not in ("event", "step") and isinstance(value, int | float) and not isinstance(value, bool)}
 
 
 class Tracker(ABC):
-    """Where the trainer sends each metrics record; :meth:`close` at the end of training."""
+    """Where the trainer sends each metrics record; :meth:`close` at the end of training.
+
+    Example:
+        >>> tracker = open_tracker("tensorboard", Path("runs/proto"), config)
+        >>> tracker.log({"event": "train", "step": 5, "loss": 0.5})
+        >>> tracker.close()
+    """
 
     @abstractmethod
     def log(self, record: dict[str, Any]) -> None:
@@ -51,7 +66,11 @@ class Tracker(ABC):
 
 
 class TensorBoardTracker(Tracker):
-    """TensorBoard event files in ``RUN/tensorboard`` (``tensorboard --logdir RUN``)."""
+    """TensorBoard event files in ``RUN/tensorboard`` (``tensorboard --logdir RUN``).
+
+    Example:
+        >>> tracker = TensorBoardTracker(Path("runs/proto"), config)
+    """
 
     def __init__(self, run_dir: Path, config: RunConfig) -> None:
         import yaml
@@ -70,7 +89,11 @@ class TensorBoardTracker(Tracker):
 
 class WandbTracker(Tracker):
     """A Weights & Biases run under ``RUN/wandb``; its id is kept in ``RUN/wandb-id.txt``, so a resumed
-    training continues the same W&B run."""
+    training continues the same W&B run.
+
+    Example:
+        >>> tracker = WandbTracker(Path("runs/proto"), config)  # WANDB_MODE=offline works
+    """
 
     def __init__(self, run_dir: Path, config: RunConfig) -> None:
         import wandb
@@ -90,6 +113,10 @@ class WandbTracker(Tracker):
 
 
 def open_tracker(name: str, run_dir: Path, config: RunConfig) -> Tracker:
-    """The tracker ``name`` (``tensorboard`` or ``wandb``) of the run in ``run_dir``."""
+    """The tracker ``name`` (``tensorboard`` or ``wandb``) of the run in ``run_dir``.
+
+    Example:
+        >>> tracker = open_tracker("wandb", Path("runs/proto"), config)
+    """
     check_tracker(name)
     return {"tensorboard": TensorBoardTracker, "wandb": WandbTracker}[name](run_dir, config)

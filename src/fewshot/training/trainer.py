@@ -47,6 +47,11 @@ LOG_EVERY = 10
 
 
 def make_optimizer(method: Method, config: RunConfig) -> torch.optim.Optimizer:
+    """The optimiser the config names (Adam or RMSprop), over the method's trainable parameters.
+
+    Example:
+        >>> optimizer = make_optimizer(method, resolve_config("protonet"))
+    """
     params = [p for p in method.parameters() if p.requires_grad]
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -54,7 +59,12 @@ def make_optimizer(method: Method, config: RunConfig) -> torch.optim.Optimizer:
 
 
 def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast when the config asks for it, else nothing."""
+    """bfloat16 autocast when the config asks for it, else nothing.
+
+    Example:
+        >>> with autocast(config, torch.device("cpu")):
+        ...     loss, metrics = method.training_loss(batch)
+    """
     if config.bf16:
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -63,7 +73,11 @@ def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractCont
 def validation_accuracy(method: Method, dataset: ImageDataset, config: RunConfig) -> float:
     """The score the trainer keeps the best model by: mean accuracy on ``config.val_episodes`` validation
     episodes, N-way K-shot as the config says, or for a method that
-    :attr:`~fewshot.methods.base.Method.evaluates_by_instance` over all steps of its own sequence episodes."""
+    :attr:`~fewshot.methods.base.Method.evaluates_by_instance` over all steps of its own sequence episodes.
+
+    Example:
+        >>> validation_accuracy(method, load_data(config, ("val",))["val"], config)  # e.g. 0.97
+    """
     if method.evaluates_by_instance:
         return evaluate_instances(method, dataset, n_episodes=config.val_episodes, seed=config.seed,
                                   progress=False).overall
