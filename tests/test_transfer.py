@@ -15,17 +15,18 @@ from fewshot.methods.base import class_means
 from fewshot.methods.transfer import (MOMENTUM, WEIGHT_DECAY, CosineHead, TransferBaseline, default_scale,
                                       fit_cosine_head, fit_linear_head)
 from fewshot.nets import build_encoder
-from fewshot.runs import load_run
+from fewshot.runs import build_method, load_run
+from fewshot.training.config import resolve_config
 
 
 def transfer(**options):
     torch.manual_seed(0)
-    return TransferBaseline(build_encoder("conv4", 1, 28), **options)
+    return TransferBaseline(build_encoder("conv4", 1, 16), **options)
 
 
 @pytest.fixture(scope="module")
 def classes():
-    data = make_dataset(n_classes=16, per_class=12, seed=1)
+    data = make_dataset(n_classes=16, per_class=12, size=16, seed=1)
     return data.subset(list(range(10)), "train"), data.subset(list(range(10, 16)), "test")
 
 
@@ -55,8 +56,8 @@ def test_cosine_head_class_wise_weight_norm():
         head.direction.mul_(torch.tensor([[2.0], [0.1], [5.0], [1.0], [7.0]]))
     assert torch.allclose(head(x), logits, atol=1e-5)  # nor the directions' norm: only the gains
     assert (logits.abs() <= 10.0 * head.gain + 1e-5).all()
-    assert torch.allclose(logits, 10.0 * F.normalize(x, dim=1) @ (head.gain[:, None] * F.normalize(head.direction, dim=1)).T,
-                          atol=1e-5)
+    weight = head.gain[:, None] * F.normalize(head.direction, dim=1)
+    assert torch.allclose(logits, 10.0 * F.normalize(x, dim=1) @ weight.T, atol=1e-5)
     assert default_scale(200) == 2.0 and default_scale(201) == 10.0
     assert transfer(n_classes=3252).classifier_head.scale == 10.0
     assert transfer(n_classes=3252, scale=4.0).classifier_head.scale == 4.0
@@ -165,3 +166,9 @@ def test_train_save_load_and_evaluate_with_refinement_from_the_command_line(tmp_
     saved = json.loads((run / "evaluation.json").read_text())
     result = saved["folder/0-5/6-7/8-11/test"]["3-way 1-shot refined 2 steps"]
     assert result["refine"] == 2 and 0 <= result["mean"] <= 1
+
+
+@pytest.mark.parametrize("split, n_classes", [("lake", 3252), ("vinyals", 4112)])
+def test_omniglot_configs_build_baseline_plus_plus(split, n_classes):
+    model = build_method(resolve_config("transfer", overrides={"dataset": "omniglot", "split": split}))
+    assert model.head == "cosine" and model.n_classes == n_classes and model.classifier_head.scale == 10.0

@@ -7,12 +7,14 @@ normalisation ``w_k = g_k v_k / ||v_k||`` (a learned norm ``g_k`` per class, as 
 code) and a fixed scale ``s`` (theirs: 2 for up to 200 classes, 10 above).
 
 At test time the head is dropped and an episode is classified from the encoder's L2-normalised
-features, either by the nearest class mean under the cosine distance (the slides' rule), or by a
-new head of the training head's kind fitted to the support set (the paper's fine-tuning). The new
-head starts at the class means (weight imprinting, Qi et al. 2018: the nearest-mean classifier
-itself) and takes a fixed number of full-batch gradient steps with momentum 0.9 and weight decay
-0.001 (the paper's optimiser), its gradients written out by hand: no autograd, every episode of a
-batch fitted at once, so the evaluator's cached embeddings serve it as they serve a prototype.
+features, either by the nearest class mean under the cosine distance (the slides' rule; scores
+``s (cos - 1)``, as sharp as the training head's logits for a rule that reads them as a softmax,
+such as refinement by the queries), or by a new head of the training head's kind fitted to the
+support set (the paper's fine-tuning). The new head starts at the class means (weight imprinting,
+Qi et al. 2018: the nearest-mean classifier itself) and takes a fixed number of full-batch gradient
+steps with momentum 0.9 and weight decay 0.001 (the paper's optimiser), its gradients written out
+by hand: no autograd, every episode of a batch fitted at once, so the evaluator's cached embeddings
+serve it as they serve a prototype.
 """
 from __future__ import annotations
 
@@ -230,7 +232,8 @@ class TransferBaseline(Method):
         with full_precision(support):
             support, query = support.float(), query.float()
             if self.classifier == "nearest_mean":
-                return -self.distance.matrix(query, class_means(support, support_labels, n_way))
+                scale = self.scale or default_scale(self.n_classes)
+                return -scale * self.distance.matrix(query, class_means(support, support_labels, n_way))
             if self.head == "linear":
                 weight, bias = fit_linear_head(support, support_labels, n_way, self.head_steps, self.head_lr)
                 return query @ weight.mT + bias.unsqueeze(-2)
