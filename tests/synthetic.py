@@ -1,7 +1,10 @@
 """Small synthetic image sets for tests: each class a random stroke pattern, each image a noisy, shifted copy."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from PIL import Image
 
 from fewshot.data.dataset import ImageDataset
 
@@ -17,3 +20,12 @@ def make_dataset(n_classes: int = 12, per_class: int = 10, size: int = 28, seed:
     images = (images + noise * torch.randn(images.shape, generator=g)).clamp(0, 1)
     labels = torch.arange(n_classes).repeat_interleave(per_class)
     return ImageDataset((images * 255).round().to(torch.uint8), labels, [f"c{i}" for i in range(n_classes)], name)
+
+
+def write_folder(data: ImageDataset, root: Path) -> Path:
+    """``data`` as a ``--dataset folder`` tree under ``root``: one sub-folder of PNG images per class."""
+    for i, (image, label) in enumerate(zip(data.images, data.labels)):
+        folder = root / f"class{int(label):02d}"
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(image[0].numpy()).save(folder / f"{i}.png")
+    return root

@@ -6,9 +6,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import load_file
-from synthetic import make_dataset
+from synthetic import make_dataset, write_folder
 from training_support import train_briefly
 
 from fewshot.cli.main import main
@@ -209,13 +208,7 @@ def test_trainer_validates_and_keeps_the_best_learner_and_meta_learner(tmp_path)
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shapes")
-    data = make_dataset(n_classes=14, per_class=6, size=16, seed=5)
-    for i, (image, label) in enumerate(zip(data.images, data.labels)):
-        d = root / f"class{int(label):02d}"
-        d.mkdir(exist_ok=True)
-        Image.fromarray(image[0].numpy()).save(d / f"{i}.png")
-    return root
+    return write_folder(make_dataset(n_classes=14, per_class=6, size=16, seed=5), tmp_path_factory.mktemp("shapes"))
 
 
 def test_command_line_train_then_evaluate(folder, tmp_path, monkeypatch, capsys):

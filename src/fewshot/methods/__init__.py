@@ -8,6 +8,7 @@ from fewshot.methods import relation as _relation  # noqa: F401  (registers "rel
 from fewshot.methods import mahalanobis as _mahalanobis  # noqa: F401  (registers "mahalanobis")
 from fewshot.methods import transfer as _transfer  # noqa: F401  (registers "transfer")
 from fewshot.methods import meta_lstm as _meta_lstm  # noqa: F401  (registers "meta_lstm")
+from fewshot.methods import maml as _maml  # noqa: F401  (registers "maml")
 from fewshot.methods.base import Method
 from fewshot.methods.registry import METHODS
 

@@ -24,6 +24,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 RESUMABLE_CHANGES = frozenset({"steps", "time_limit", "device", "threads", "data_dir", "val_every",
                                "checkpoint_every", "compile", "tracker", "episodes_per_step"})
 TRACKERS = ("tensorboard", "wandb")
+LR_SCHEDULES = ("step", "cosine")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -59,6 +60,8 @@ class RunConfig:
     lr: float = _opt(1e-3, "learning rate")
     lr_step: int = _opt(2000, "multiply the learning rate by lr_gamma every lr_step steps")
     lr_gamma: float = _opt(0.5, "learning-rate decay factor")
+    lr_schedule: str = _opt("step", "learning-rate schedule: step (lr_step, lr_gamma) or cosine (from lr down to 0 "
+                                    "at the last of steps, as in MAML++)")
     weight_decay: float = _opt(0.0, "L2 weight decay")
     grad_clip: float | None = _opt(None, "clip the gradient norm to this value")
     ema_decay: float | None = _opt(None, "keep an exponential moving average of the weights with this decay "
@@ -102,6 +105,8 @@ class RunConfig:
     def validate(self) -> None:
         if self.optimizer not in ("adam", "rmsprop"):
             raise FewShotError(f"optimizer must be adam or rmsprop, got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise FewShotError(f"lr_schedule must be step or cosine, got {self.lr_schedule!r}")
         if self.train_partition not in ("train", "trainval"):
             raise FewShotError(f"train_partition must be train or trainval, got {self.train_partition!r}")
         if self.channels not in (1, 3):

@@ -1,6 +1,6 @@
 """One trainer for every method: episodes or batches in, a trained model out.
 
-It runs Adam or RMSprop with step learning-rate decay (on a compiled loss with
+It runs Adam or RMSprop with step or cosine learning-rate decay (on a compiled loss with
 ``compile: true``), shows a progress bar with the running loss and accuracy, appends every
 training metric of the method to a JSON-lines log, validates periodically
 and keeps the best model, and writes atomic checkpoints from which ``--resume``
@@ -56,6 +56,18 @@ def make_optimizer(method: Method, config: RunConfig) -> torch.optim.Optimizer:
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule the config names: ``step`` multiplies it by ``lr_gamma`` every ``lr_step`` steps;
+    ``cosine`` anneals it from ``lr`` to 0 at step ``steps`` (Loshchilov and Hutter 2017, without restarts; MAML++).
+
+    Example:
+        >>> scheduler = make_scheduler(optimizer, RunConfig(lr_schedule="cosine", steps=1000))
+    """
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
+    return torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
 
 
 def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager:
@@ -120,7 +132,7 @@ class Trainer:
             val_set.check_episode(config.val_way, config.val_shot, config.val_query)
         self.model = wrap_for_training(self.method, self.group, config.sync_bn)
         self.optimizer = make_optimizer(method, config)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_step, config.lr_gamma)
+        self.scheduler = make_scheduler(self.optimizer, config)
         self.batches = method.training_batches(
             train_set, config.steps * self.group.world_size * config.episodes_per_step, config.seed)
         self.average = WeightAverage(self.method, config.ema_decay) if config.ema_decay else None
@@ -318,6 +330,11 @@ class Trainer:
                 f"has {now[0]} process(es) of {now[1]}: resume with {saved[0]} process(es) (torchrun --nnodes x "
                 f"--nproc-per-node) and --episodes-per-step {saved[1]}, or pass --allow-different-episodes to go "
                 "on with other episodes (the run will then differ from an uninterrupted one)")
+        annealed_over = state["scheduler"].get("T_max")
+        if self.config.lr_schedule == "cosine" and annealed_over != self.config.steps:
+            raise FewShotError(f"{self.run_dir} anneals its learning rate over {annealed_over} steps (lr_schedule "
+                               f"cosine): resume it with --steps {annealed_over}, or start a new run for "
+                               f"{self.config.steps} steps")
         self.method.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
