@@ -343,7 +343,7 @@ def test_a_method_that_cannot_serve_a_gallery_is_refused_naming_those_that_can()
 
     weights = save(build_method(config).state_dict())
     with pytest.raises(FewShotError, match="a mann model cannot serve a gallery: it reads an episode .*"
-                                           "protonet, relation, siamese, triplet"):
+                                           "protonet, relation, siamese, transfer, triplet"):
         GalleryModel(config, weights, "runs/mann")
 
 
