@@ -210,6 +210,9 @@ EVERY_METHOD = {
     "matching": dict(fce=True, n_way=5, k_shot=1, n_query=2),
     "relation": dict(n_way=5, k_shot=1, n_query=2),
     "mahalanobis": dict(n_way=4, k_shot=2, n_query=2),
+    "transfer": dict(n_classes=10, classes_per_batch=4, images_per_class=2),
+    "maml": dict(n_way=5, k_shot=1, n_query=1),
+    "meta_lstm": dict(n_way=5, k_shot=1, n_query=1, inner_steps=2),
 }
 WIDE = make_dataset(n_classes=10, per_class=6, size=24, seed=3)
 
