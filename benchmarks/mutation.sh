@@ -11,6 +11,10 @@
 # surviving mutants' diffs go to ${MUTATION_OUT:-mutation-results}/<module>/, and one line per module
 # to summary.txt there.
 #
+# A mutant times out when its tests run past (their measured time + timeout_constant) x 15 seconds of wall
+# clock. The measured time leaves out fixture set-up (a trained run), so on a loaded machine mutmut's
+# default constant of 1 s turned text-only mutants into timeouts; it is 5 s here (MUTATION_TIMEOUT_CONSTANT).
+#
 # PYTHONPATH points at mutants/src, created before mutmut starts: tests that run the CLI in a subprocess
 # then import the mutated copy too (an editable install would give them /work/main/src). The folder must
 # exist when Python starts, or the import system caches it as missing and every test imports the
@@ -28,7 +32,7 @@ declare -A tests_of=(
   [data/episodes.py]="tests/test_episodes.py tests/test_sampling_properties.py tests/test_within_alphabet.py tests/test_evaluator.py tests/test_intervals.py"
   [evaluation/evaluator.py]="tests/test_evaluator.py tests/test_intervals.py tests/test_bf16.py tests/test_within_alphabet.py"
   [training/checkpoint.py]="tests/test_safe_loading.py tests/test_trainer.py tests/test_error_paths.py"
-  [training/config.py]="tests/test_error_paths.py tests/test_trainer.py tests/test_safe_loading.py tests/test_bf16.py"
+  [training/config.py]="tests/test_config_types.py tests/test_error_paths.py tests/test_trainer.py tests/test_safe_loading.py tests/test_bf16.py"
   [training/trainer.py]="tests/test_trainer.py tests/test_error_paths.py tests/test_safe_loading.py tests/test_bf16.py"
   [gallery/storage.py]="$packaged"
   [gallery/index.py]="tests/test_gallery_calibration.py $packaged"
@@ -63,6 +67,7 @@ source_paths = ["src"]
 only_mutate = ["src/fewshot/$module"]
 pytest_add_cli_args_test_selection = [${selection%, }]
 process_isolation = "forkserver"
+timeout_constant = ${MUTATION_TIMEOUT_CONSTANT:-5}
 TOML
   rm -rf mutants
   mkdir -p mutants/src

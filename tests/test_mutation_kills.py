@@ -22,6 +22,7 @@ from fewshot.methods.siamese import SiameseNetwork
 from fewshot.nets import build_encoder
 from fewshot.nets.flatten import FlattenEncoder
 from fewshot.training.checkpoint import parse_checkpoint
+from fewshot.training.config import CONFIG_DIR, RunConfig, default_config_path, resolve_config
 
 PAYLOAD = bytes(range(256)) * 64
 
@@ -144,3 +145,38 @@ def test_an_empty_checkpoint_is_refused_with_one_clear_error():
     with pytest.raises(FewShotError, match=r"^checkpoint run/checkpoint\.pt cannot be read \(EOFError: \); "
                                            r"start the run again with --overwrite$"):
         parse_checkpoint(b"", "run/checkpoint.pt")
+
+
+def test_every_documented_setting_is_accepted_and_each_bad_one_refused_by_name():
+    for values in ({"optimizer": "rmsprop"}, {"train_partition": "trainval"}, {"channels": 3},
+                   {"ema_decay": 0.9995}, {"tracker": "tensorboard"}, {"tracker": "wandb"}):
+        assert all(getattr(RunConfig.from_dict(values), k) == v for k, v in values.items())
+    for values, message in [
+        ({"optimizer": "sgd"}, "optimizer must be adam or rmsprop, got 'sgd'"),
+        ({"train_partition": "val"}, "train_partition must be train or trainval, got 'val'"),
+        ({"channels": 2}, "channels must be 1 or 3, got 2"),
+        ({"val_episodes": 0}, "val_episodes must be at least 1, got 0"),
+        ({"lr": 0.0}, "lr must be positive, got 0.0"),
+        ({"ema_decay": 1.0}, "ema_decay must be between 0 and 1 (e.g. 0.9995), got 1.0; leave it out to save the "
+                             "trained weights as they are"),
+        ({"tracker": "mlflow"}, "tracker must be one of tensorboard, wandb, got 'mlflow'"),
+    ]:
+        with pytest.raises(FewShotError) as error:
+            RunConfig.from_dict(values)
+        assert str(error.value) == message
+
+
+def test_the_most_specific_config_file_is_the_default():
+    assert default_config_path("protonet", "omniglot", "vinyals") == CONFIG_DIR / "protonet_omniglot_vinyals.yaml"
+    assert default_config_path("protonet", "omniglot", "lake") == CONFIG_DIR / "protonet_omniglot.yaml"
+    assert default_config_path("protonet", "folder", None) is None
+
+
+def test_flags_override_the_papers_file_which_overrides_the_defaults():
+    config = resolve_config("protonet", overrides={"split": "vinyals", "steps": 7, "lr": None},
+                            option_overrides={"k_shot": 1, "n_way": None})
+    assert (config.dataset, config.split, config.rotate_classes, config.bf16) == ("omniglot", "vinyals", False, True)
+    assert (config.steps, config.lr, config.checkpoint_every) == (7, 0.001, 200)
+    assert config.options == {"distance": "euclidean", "n_way": 60, "k_shot": 1, "n_query": 5}
+    assert resolve_config("protonet").rotate_classes is True  # omniglot (the default data set), lake split
+    assert resolve_config("protonet", overrides={"dataset": "mnist"}).lr_step == 500  # protonet_mnist.yaml
