@@ -21,11 +21,16 @@ from fewshot.training.config import RunConfig
 SIZE = 4
 
 
+def flat_protonet(**options) -> GalleryModel:
+    """ProtoNet over the flatten encoder: an embedding is the image's pixels / 255."""
+    config = RunConfig(method="protonet", encoder="flatten", image_size=SIZE, dataset="folder", options=options)
+    return GalleryModel(config, save(build_method(config).state_dict()), "runs/pixels")
+
+
 @pytest.fixture(scope="module")
 def pixels_model() -> GalleryModel:
-    """ProtoNet over the flatten encoder: an embedding is the image's pixels / 255, distances squared Euclidean."""
-    config = RunConfig(method="protonet", encoder="flatten", image_size=SIZE, dataset="folder")
-    return GalleryModel(config, save(build_method(config).state_dict()), "runs/pixels")
+    """Distances squared Euclidean (ProtoNet's default)."""
+    return flat_protonet()
 
 
 def image(value: int, corner: int = 0) -> np.ndarray:
@@ -77,6 +82,19 @@ def test_the_prototype_is_the_class_mean_and_the_example_match_its_nearest_membe
         by_example = g.recognise([query], top=2, match="example")[0]
         assert by_example.name == "b" and by_example.distance == pytest.approx(distance(query, image(60)), rel=1e-4)
         assert by_example.margin == pytest.approx(distance(query, image(0)) - distance(query, image(60)), rel=1e-4)
+        with pytest.raises(FewShotError, match="^a protonet gallery matches by prototype or example, not 'pairs'$"):
+            g.recognise([query], match="pairs")
+
+
+def test_a_cosine_gallery_searches_by_angle_beyond_the_candidates_nearest_in_euclidean_distance(tmp_path):
+    """Eleven classes nearer to the query in Euclidean distance than the one pointing its way: more than the
+    index's candidates (the top two and eight more), so a Euclidean search would never score that one."""
+    with Gallery.create(tmp_path / "g.gallery", flat_protonet(distance="cosine")) as g:
+        for k in range(1, 12):
+            g.add(f"near{k}", [image(100, corner=k)])
+        g.add("parallel", [image(250)])
+        answer = g.recognise([image(100)])[0]
+        assert (answer.name, answer.distance) == ("parallel", pytest.approx(0.0, abs=1e-6))
 
 
 def test_removed_examples_and_classes_are_never_returned_in_this_process_or_another(tmp_path, pixels_model):
