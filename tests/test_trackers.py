@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,13 +74,20 @@ def test_wandb_offline_run_holds_the_metrics_and_the_config(tmp_path, monkeypatc
     run.mkdir()
     rows = train(run, "wandb")
     (log,) = run.glob("wandb/offline-run-*/run-*.wandb")
-    records = wandb_records(log)
-    history: dict[int, dict[str, float]] = {}
-    for record in records:
-        if record.WhichOneof("record_type") == "history":
-            values = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                      for item in record.history.item}
-            history[int(values["_step"])] = values
+    steps = {row["step"] for row in rows}
+    deadline = time.monotonic() + 20  # W&B's service process may still be writing the file on a loaded machine
+    while True:
+        records = wandb_records(log)
+        history: dict[int, dict[str, float]] = {}
+        for record in records:
+            if record.WhichOneof("record_type") == "history":
+                values = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                          for item in record.history.item}
+                history[int(values["_step"])] = values
+        if steps <= set(history) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert steps <= set(history), f"steps logged {sorted(steps)}, in the W&B log {sorted(history)}"
     for row in rows:
         for name, value in scalars(row).items():
             assert history[row["step"]][name] == pytest.approx(value, rel=1e-6), name
