@@ -20,6 +20,7 @@ from torch import nn
 
 from fewshot.data.dataset import ImageDataset
 from fewshot.distances import full_precision
+from fewshot.errors import FewShotError
 
 Batch = Any
 BatchSource = Callable[[int], Batch]
@@ -158,3 +159,15 @@ def class_means(embeddings: torch.Tensor, labels: torch.Tensor, n_way: int) -> t
 def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Fraction of rows whose highest score is at the true label, as a 0-d tensor."""
     return (scores.argmax(-1) == labels).float().mean()
+
+
+def check_positive_integers(method: str, **options: object) -> None:
+    """Raise :class:`~fewshot.errors.FewShotError` naming the first of ``method``'s ``options`` that is not a
+    positive integer.
+
+    Example:
+        >>> check_positive_integers("maml", inner_steps=1, vmap_tasks=32)
+    """
+    for what, value in options.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise FewShotError(f"{method} option {what} must be a positive integer, got {value!r}")

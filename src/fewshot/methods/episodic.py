@@ -65,6 +65,14 @@ class EpisodicMethod(Method):
         scores = self.scores(embeddings[:n_support], batch.support_labels, embeddings[n_support:], batch.n_way)
         return self.episode_loss(scores, batch.query_labels), {"accuracy": accuracy(scores, batch.query_labels)}
 
+    def check_learner_ways(self, n_way: int) -> None:
+        """Refuse an episode of another width than the ``n_way`` output layer of a method that classifies with a
+        learner adapted per episode (MAML, Meta-LSTM)."""
+        if n_way != self.n_way:
+            raise FewShotError(f"this {self.name} learner has a {self.n_way}-way output layer and cannot classify "
+                               f"{n_way}-way episodes; evaluate it with --ways {self.n_way} (and validate with "
+                               f"--val-way {self.n_way}), or train one with --n-way {n_way}")
+
     def episode_loss(self, scores: torch.Tensor, query_labels: torch.Tensor) -> torch.Tensor:
         """The loss on the queries' class scores: the cross-entropy of their softmax."""
         return F.cross_entropy(scores, query_labels)

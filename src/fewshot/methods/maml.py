@@ -44,7 +44,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from fewshot.data.dataset import ImageDataset
 from fewshot.errors import FewShotError
-from fewshot.methods.base import BatchSource, accuracy
+from fewshot.methods.base import BatchSource, accuracy, check_positive_integers
 from fewshot.methods.episodic import EpisodicMethod
 from fewshot.methods.registry import METHODS
 from fewshot.nets.support_norm import batch_norms, support_statistics
@@ -159,10 +159,8 @@ class MAML(EpisodicMethod):
     ) -> None:
         super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until, within_alphabet)
         test_inner_steps = inner_steps if test_inner_steps is None else test_inner_steps
-        for value, what in ((inner_steps, "inner_steps"), (test_inner_steps, "test_inner_steps"),
-                            (msl_anneal_episodes, "msl_anneal_episodes"), (vmap_tasks, "vmap_tasks"), (n_way, "n_way")):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise FewShotError(f"maml option {what} must be a positive integer, got {value!r}")
+        check_positive_integers("maml", inner_steps=inner_steps, test_inner_steps=test_inner_steps,
+                                msl_anneal_episodes=msl_anneal_episodes, vmap_tasks=vmap_tasks, n_way=n_way)
         if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or inner_lr <= 0:
             raise FewShotError(f"maml option inner_lr must be a positive number (the paper: 0.4 at 5-way, 0.1 at "
                                f"20-way), got {inner_lr!r}")
@@ -319,7 +317,7 @@ class MAML(EpisodicMethod):
     def training_loss(self, batch: Tasks) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The mean meta-loss of the batch's episodes (eq. 2), under ``torch.func.vmap`` when there are several;
         metrics: query accuracy after adaptation, support loss before it, and the mean learned inner rate."""
-        self._check_ways(batch.n_way)
+        self.check_learner_ways(batch.n_way)
         weights = None
         if self.multi_step_loss:  # each episode's weights by its own number, as if the trainer drew it alone
             progress = [min(1.0, (batch.first + t) / self.msl_anneal_episodes) for t in range(len(batch.support))]
@@ -343,14 +341,14 @@ class MAML(EpisodicMethod):
                n_way: int) -> torch.Tensor:
         """Class scores ``[n_query, n_way]`` of query *images* after ``test_inner_steps`` steps on the support
         images (images, not embeddings: the learner changes with each episode)."""
-        self._check_ways(n_way)
+        self.check_learner_ways(n_way)
         support_in, query_in = self.episode_inputs(support, query)
         return self.inner_loop(support_in, support_labels, self.test_inner_steps, query_in)[1][-1]
 
     def set_support(self, support: torch.Tensor, support_labels: torch.Tensor) -> None:
         """Adapt a copy of the weights to the support set (``test_inner_steps`` steps); the saved weights never
         change. Works under ``torch.no_grad`` and ``torch.inference_mode``."""
-        self._check_ways(int(support_labels.max()) + 1)
+        self.check_learner_ways(int(support_labels.max()) + 1)
         with torch.inference_mode(False), torch.no_grad():
             if support.is_inference():
                 support, support_labels = support.clone(), support_labels.clone()
@@ -365,9 +363,3 @@ class MAML(EpisodicMethod):
         params, support = self._adapted
         support_in, query_in = self.episode_inputs(support, query)
         return self.learner_scores(params, support_in, query_in)[1]
-
-    def _check_ways(self, n_way: int) -> None:
-        if n_way != self.n_way:
-            raise FewShotError(f"this maml learner has a {self.n_way}-way output layer and cannot classify {n_way}-way "
-                               f"episodes; evaluate it with --ways {self.n_way} (and validate with --val-way "
-                               f"{self.n_way}), or train one with --n-way {n_way}")

@@ -24,7 +24,7 @@ from fewshot.data.sequences import (SantoroAugmentation, SequenceBatch, Sequence
                                      instance_numbers)
 from fewshot.data.views import check_views, dihedral_view
 from fewshot.errors import FewShotError
-from fewshot.methods.base import BatchSource, Method
+from fewshot.methods.base import BatchSource, Method, check_positive_integers
 from fewshot.methods.registry import METHODS
 from fewshot.nets import flatten as _flatten  # noqa: F401  (registers the "flatten" encoder MANN uses)
 from fewshot.nets.controllers import build_controller
@@ -154,11 +154,8 @@ class MANN(Method):
         in_features = getattr(encoder, "out_features", None)
         if not isinstance(in_features, int):
             raise FewShotError("mann needs an encoder with an out_features attribute; use --encoder flatten")
-        for value, what in ((n_classes, "n_classes"), (instances, "instances"), (batch_size, "batch_size"),
-                            (controller_size, "controller_size"), (slots, "slots"), (width, "width"),
-                            (heads, "heads")):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise FewShotError(f"mann option {what} must be a positive integer, got {value!r}")
+        check_positive_integers("mann", n_classes=n_classes, instances=instances, batch_size=batch_size,
+                                controller_size=controller_size, slots=slots, width=width, heads=heads)
         check_min_classes(min_classes, n_classes)
         if write != "key" and memory != "lrua":
             raise FewShotError(f"mann option write={write} is for --memory lrua (the NTM always writes add vectors); "

@@ -47,7 +47,7 @@ from torch.func import functional_call
 
 from fewshot.data.dataset import Episode
 from fewshot.errors import FewShotError
-from fewshot.methods.base import accuracy
+from fewshot.methods.base import accuracy, check_positive_integers
 from fewshot.methods.episodic import EpisodicMethod
 from fewshot.methods.registry import METHODS
 
@@ -179,10 +179,9 @@ class MetaLSTM(EpisodicMethod):
         within_alphabet: bool = False,
     ) -> None:
         super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until, within_alphabet)
-        for value, what in ((inner_steps, "inner_steps"), (hidden_size, "hidden_size"), (n_way, "n_way")):
-            _check_positive(value, what)
+        check_positive_integers("meta_lstm", inner_steps=inner_steps, hidden_size=hidden_size, n_way=n_way)
         if test_inner_steps is not None:
-            _check_positive(test_inner_steps, "test_inner_steps")
+            check_positive_integers("meta_lstm", test_inner_steps=test_inner_steps)
         if isinstance(bn_momentum, bool) or not 0 < bn_momentum <= 1:
             raise FewShotError(f"meta_lstm option bn_momentum must be in (0, 1] (the authors' code: 0.9 at 1 shot, "
                                f"0.95 at 5 shots), got {bn_momentum!r}")
@@ -255,7 +254,7 @@ class MetaLSTM(EpisodicMethod):
         autograd graph when gradients are enabled, so the query loss reaches the meta-learner and ``c_0``.
         Batch norm runs on the support's batch statistics and updates fresh running averages.
         """
-        _check_positive(steps, "steps")
+        check_positive_integers("meta_lstm", steps=steps)
         theta = self.initial_parameters()
         statistics = self.fresh_statistics(theta)
         state = self.meta_learner.initial_state(theta)
@@ -277,7 +276,7 @@ class MetaLSTM(EpisodicMethod):
     def training_loss(self, batch: Episode) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The cross-entropy of the updated learner on the queries (Algorithm 1, lines 12-13), with the mean
         gates of the last update and the support loss before it as metrics."""
-        self._check_ways(batch.n_way)
+        self.check_learner_ways(batch.n_way)
         adapted = self.adapt(batch.support, batch.support_labels, self.inner_steps)
         scores = self.learner(adapted.params, adapted.statistics, batch.query)
         metrics = {"accuracy": accuracy(scores, batch.query_labels), "support_loss": adapted.support_loss,
@@ -290,14 +289,14 @@ class MetaLSTM(EpisodicMethod):
                n_way: int) -> torch.Tensor:
         """Class scores ``[n_query, n_way]`` of query *images* after the learner's updates on the support images
         ``[n_support, c, h, w]`` (images, not embeddings: the learner's features change with each episode)."""
-        self._check_ways(n_way)
+        self.check_learner_ways(n_way)
         adapted = self.adapt(support, support_labels, self.test_inner_steps)
         return self.learner(adapted.params, adapted.statistics, query)
 
     def set_support(self, support: torch.Tensor, support_labels: torch.Tensor) -> None:
         """Train a copy of the learner on the support set (``test_inner_steps`` updates); the saved weights,
         batch-norm buffers included, never change. Works under ``torch.no_grad`` and ``torch.inference_mode``."""
-        self._check_ways(int(support_labels.max()) + 1)
+        self.check_learner_ways(int(support_labels.max()) + 1)
         with torch.inference_mode(False), torch.no_grad():
             if support.is_inference():
                 support, support_labels = support.clone(), support_labels.clone()
@@ -309,14 +308,3 @@ class MetaLSTM(EpisodicMethod):
         if self._adapted is None:
             raise RuntimeError("call set_support(support, support_labels) before classify(query)")
         return self.learner(*self._adapted, query)
-
-    def _check_ways(self, n_way: int) -> None:
-        if n_way != self.n_way:
-            raise FewShotError(f"this meta_lstm learner has a {self.n_way}-way output layer and cannot classify "
-                               f"{n_way}-way episodes; evaluate it with --ways {self.n_way} (and validate with "
-                               f"--val-way {self.n_way}), or train one with --n-way {n_way}")
-
-
-def _check_positive(value: object, what: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise FewShotError(f"meta_lstm option {what} must be a positive integer, got {value!r}")
