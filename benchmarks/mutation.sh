@@ -4,6 +4,9 @@
 #
 #   bash benchmarks/mutation.sh                      # every module below, in this order
 #   bash benchmarks/mutation.sh data/episodes.py     # some of them (paths under src/fewshot/)
+#   MUTATION_RERUN=1 bash benchmarks/mutation.sh training/trainer.py
+#                                                    # only the mutants the module's last run left alive, after
+#                                                    # new tests were written against them
 #
 # It mutates a snapshot of the last commit (git archive HEAD) in a temporary folder, so edits in the
 # working tree are neither mutated nor disturbed. One mutmut run per module, with one child process and
@@ -33,7 +36,9 @@ declare -A tests_of=(
   [evaluation/evaluator.py]="tests/test_evaluator.py tests/test_intervals.py tests/test_bf16.py tests/test_within_alphabet.py"
   [training/checkpoint.py]="tests/test_safe_loading.py tests/test_trainer.py tests/test_error_paths.py"
   [training/config.py]="tests/test_config_types.py tests/test_error_paths.py tests/test_trainer.py tests/test_safe_loading.py tests/test_bf16.py"
-  [training/trainer.py]="tests/test_trainer.py tests/test_error_paths.py tests/test_safe_loading.py tests/test_bf16.py"
+  [training/trainer.py]="tests/test_trainer.py tests/test_error_paths.py tests/test_safe_loading.py tests/test_bf16.py
+    tests/test_trackers.py::test_tensorboard_event_file_holds_the_metrics_and_the_config
+    tests/test_trackers.py::test_a_tracker_that_is_not_installed_names_its_extra"
   [gallery/storage.py]="$packaged"
   [gallery/index.py]="tests/test_gallery_calibration.py $packaged"
   [gallery/decision.py]="tests/test_gallery_calibration.py $packaged"
@@ -73,17 +78,28 @@ TOML
   mkdir -p mutants/src
   dir="$out/${module%.py}"
   mkdir -p "$dir"
-  echo "== $module: ${tests_of[$module]}"
-  mutmut run --max-children "${MUTATION_JOBS:-1}" > "$dir/run.log" 2>&1 || echo "mutmut exited $? (see $dir/run.log)"
-  mutmut results --all true > "$dir/results.txt" 2>&1 || true
+  echo "== $module: "${tests_of[$module]}
+  results=results.txt names=() label=""
+  if [ -n "${MUTATION_RERUN:-}" ]; then
+    [ -f "$dir/results.txt" ] || { echo "no earlier run of $module to take the survivors of" >&2; exit 2; }
+    names=($(grep -E ': survived$' "$dir/results.txt" | sed 's/: survived$//' | tr -d ' '))
+    results=rerun.txt label=" (the ${#names[@]} survivors of its last run, again)"
+  fi
+  mutmut run --max-children "${MUTATION_JOBS:-1}" "${names[@]}" > "$dir/run.log" 2>&1 ||
+    echo "mutmut exited $? (see $dir/run.log)"
+  if [ ${#names[@]} -gt 0 ]; then
+    mutmut results --all true 2>&1 | grep -F -f <(printf '%s:\n' "${names[@]}") > "$dir/$results" || true
+  else
+    mutmut results --all true > "$dir/$results" 2>&1 || true
+  fi
   : > "$dir/survivors.diff"
-  for name in $(grep -E ': survived$' "$dir/results.txt" | sed 's/: survived$//' | tr -d ' '); do
+  for name in $(grep -E ': survived$' "$dir/$results" | sed 's/: survived$//' | tr -d ' '); do
     mutmut show "$name" >> "$dir/survivors.diff" 2>&1 || true
   done
-  count() { grep -c ": $1\$" "$dir/results.txt" || true; }
-  line=$(printf '%-26s mutants %4s  killed %4s  survived %4s  timeout %4s  no-tests %4s  suspicious %4s' "$module" \
-    "$(grep -cE ': [a-z ]+$' "$dir/results.txt" || true)" "$(count killed)" "$(count survived)" "$(count timeout)" \
-    "$(count 'no tests')" "$(count suspicious)")
+  count() { grep -c ": $1\$" "$dir/$results" || true; }
+  line=$(printf '%-26s mutants %4s  killed %4s  survived %4s  timeout %4s  no-tests %4s  suspicious %4s%s' "$module" \
+    "$(grep -cE ': [a-z ]+$' "$dir/$results" || true)" "$(count killed)" "$(count survived)" "$(count timeout)" \
+    "$(count 'no tests')" "$(count suspicious)" "$label")
   echo "$line" | tee "$dir/summary.txt"
   echo "$line" >> "$out/summary.txt"
 done
