@@ -39,6 +39,10 @@ from fewshot.training.trainer import Trainer
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget (wall clock)")
+    parser.add_argument("--steps", type=int, default=10**9,
+                        help="stop after this many steps if the budget has not run out first; runs are deterministic "
+                             "at a given thread count, so a recorded run's step count trains its model again on a "
+                             "busy machine")
     parser.add_argument("--data-dir", help="data folder (default: $FEWSHOT_DATA)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -61,7 +65,7 @@ def main() -> None:
 
     config = resolve_config("siamese", overrides={
         "dataset": "omniglot", "split": "lake", "data_dir": args.data_dir, "seed": args.seed,
-        "time_limit": args.minutes, "steps": 10**9, "device": "cpu", "mirror_classes": args.mirror_classes or None,
+        "time_limit": args.minutes, "steps": args.steps, "device": "cpu", "mirror_classes": args.mirror_classes or None,
     }, option_overrides={"variant": "koch-l1", "pairing": args.pairing, "thicken": args.thicken,
                          "hard_negatives": args.hard_negatives})
     data = load_data(config, (config.train_partition, "val", "test"), progress=False)

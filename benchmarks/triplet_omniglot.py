@@ -49,6 +49,10 @@ SETTINGS = ((5, 1, False), (20, 1, False), (20, 1, True))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget of each loss")
+    parser.add_argument("--steps", type=int, default=1_000_000,
+                        help="stop each loss after this many steps if its budget has not run out first; runs are "
+                             "deterministic at a given thread count, so a recorded run's step count trains its model "
+                             "again on a busy machine")
     parser.add_argument("--losses", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument("--data-dir", help="data folder (default: $FEWSHOT_DATA)")
     parser.add_argument("--seed", type=int, default=0)
@@ -70,7 +74,7 @@ def main() -> None:
             method_name, options = RECIPES[name]
             config = resolve_config(method_name, overrides={
                 "dataset": "omniglot", "split": "lake", "data_dir": args.data_dir, "seed": args.seed,
-                "steps": 1_000_000, "time_limit": args.minutes, "val_every": 0, "device": "cpu", "bf16": args.bf16,
+                "steps": args.steps, "time_limit": args.minutes, "val_every": 0, "device": "cpu", "bf16": args.bf16,
             }, option_overrides=options)
             method = build_method(config, train_set.image_shape)
             run_dir = root / name
