@@ -4,7 +4,7 @@ An index is derived state: it is rebuilt from the SQLite file whenever it is mis
 or unreadable, and saved (atomically) only to make reopening fast. Entries are keyed by an
 integer (an example id, or a class id for prototypes); removing a key marks its entry dead,
 and searches skip dead entries, so a removed example is never returned. When dead entries
-outnumber a quarter of the index it is compacted.
+number more than 1,000 and more than a quarter of the index, it is compacted.
 
 Distances are squared Euclidean (``l2``) or, for cosine methods, inner products of
 L2-normalised vectors (``ip``), which rank like cosine distance.
