@@ -39,7 +39,7 @@ def test_search_finds_the_brute_force_neighbours_and_distances_of_each_metric(me
     assert type(index.faiss) is (faiss.IndexHNSWFlat if approximate else faiss.IndexFlat)
     keys, distances = index.search(QUERIES, k=5)
     expected_keys, expected_distances = brute_force(metric, VECTORS, KEYS, QUERIES, 5)
-    assert keys.dtype == np.int64 and keys.shape == (10, 5)
+    assert keys.dtype == np.int64 and keys.shape == (10, 5) and distances.dtype == np.float32
     np.testing.assert_array_equal(keys, expected_keys)
     np.testing.assert_allclose(distances, expected_distances, rtol=1e-4, atol=1e-4)
     stored = index.vectors(KEYS[:3])
@@ -63,6 +63,20 @@ def test_a_key_added_again_is_replaced_and_a_removed_key_never_returns():
     index.remove(np.array([5, 9]))
     keys, distances = index.search(VECTORS[1:2], k=1)
     assert keys.tolist() == [[-1]] and np.isinf(distances[0, 0]) and 5 not in index and len(index) == 0
+    assert keys.dtype == np.int64 and distances.dtype == np.float32
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_search_past_many_removed_neighbours_fetches_more_until_it_finds_live_ones(k):
+    index = filled()
+    query = VECTORS[:1]
+    nearest, _ = brute_force("l2", VECTORS, KEYS, query, 60)
+    index.remove(nearest[0])  # the query's 60 nearest: the first fetch of k + 4k + 16 holds none alive
+    live = ~np.isin(KEYS, nearest[0])
+    keys, distances = index.search(np.concatenate([query, QUERIES[:2]]), k=k)
+    expected, expected_distances = brute_force("l2", VECTORS[live], KEYS[live], np.concatenate([query, QUERIES[:2]]), k)
+    np.testing.assert_array_equal(keys, expected)
+    np.testing.assert_allclose(distances, expected_distances, rtol=1e-4, atol=1e-4)
 
 
 def test_one_live_vector_answers_one_column():
