@@ -4,6 +4,7 @@ The gallery tests train a small ProtoNet first (seconds per run); these need no 
 testing (benchmarks/mutation.sh) can run them once per mutant. docs/benchmarks.md lists what they kill."""
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import numpy as np
@@ -14,7 +15,7 @@ from safetensors.torch import save
 from fewshot.errors import BusyError, FewShotError, NotFoundError
 from fewshot.gallery import Gallery, GalleryModel
 from fewshot.gallery.decision import Match, decide
-from fewshot.gallery.storage import GalleryStore, NewExample
+from fewshot.gallery.storage import GalleryStore, NewExample, _translate
 from fewshot.runs import build_method
 from fewshot.training.config import RunConfig
 
@@ -199,3 +200,43 @@ def test_only_a_fewshot_gallery_of_a_known_format_opens(tmp_path):
     text.write_text("not a database, just text " * 100)
     with pytest.raises(FewShotError, match="is not a fewshot gallery or is corrupt"):
         GalleryStore(text)
+
+
+def test_reads_page_through_every_row_in_order_and_a_missing_image_is_none(tmp_path):
+    s = store(tmp_path)
+    for value in range(5):
+        s.add(f"c{value}", [new_example(value)])
+    assert [c[:3] for c in s.classes()] == [(i + 1, f"c{i}", 1) for i in range(5)]
+    assert [c[0] for c in s.classes(offset=1, limit=2)] == [2, 3] and len(s.classes(limit=None)) == 5
+    batches = list(s.embeddings(2, batch=2))
+    assert [ids.tolist() for ids, _, _ in batches] == [[1, 2], [3, 4], [5]]
+    assert all(classes.dtype == np.int64 for _, classes, _ in batches)
+    assert [[row[0] for row in rows] for rows in s.images(batch=2)] == [[1, 2], [3, 4], [5]]
+    assert s.image(99) is None and s.image(1) == (bytes([0]), 1)
+    many = list(range(1000, 2200)) + [1, 2, 3]  # past SQLite's chunk of 500 parameters, the last ones real
+    assert s.class_names(many) == {1: "c0", 2: "c1", 3: "c2"} and s.embeddings_of(many, 2).keys() == {1, 2, 3}
+    s.remove_example(5, 5, drop_class=True)
+    assert [(c.op, c.class_id, c.example_id) for c in s.changes_since(5)] == [("remove", 5, 5), ("drop", 5, None)]
+    s.close()
+
+
+@pytest.mark.parametrize("sqlite_message, message", [
+    ("database is locked", "^another process is writing to {path} \\(waited 2 s\\); try again when it has finished$"),
+    ("database table is busy", "^another process is writing to {path} \\(waited 2 s\\)"),
+    ("database or disk is full", "^the disk holding {path} is full; nothing of this change was stored. Free some "
+                                 "space and try again$"),
+    ("file is not a database", "^{path} is not a fewshot gallery or is corrupt \\(file is not a database\\); restore"),
+    ("database disk image is malformed", "^{path} is not a fewshot gallery or is corrupt"),
+    ("index corruption", "^{path} is not a fewshot gallery or is corrupt"),
+    ("attempt to write a readonly database", "^cannot write to {path} \\(attempt to write a readonly database\\); "
+                                             "check its permissions and those of its folder$"),
+    ("unable to open database file", "^cannot write to {path} \\(unable to open"),
+    ("no such table: classes", "^gallery {path}: no such table: classes$"),
+])
+def test_each_kind_of_sqlite_error_becomes_one_message_that_says_what_to_do(tmp_path, sqlite_message, message):
+    path = tmp_path / "g.gallery"
+    error = _translate(sqlite3.OperationalError(sqlite_message), path, 2.0)
+    assert isinstance(error, BusyError) == ("locked" in sqlite_message or "busy" in sqlite_message)
+    assert re.search(message.format(path=re.escape(str(path))), str(error)), str(error)
+    if "locked" in sqlite_message:
+        assert "waited" not in str(_translate(sqlite3.OperationalError(sqlite_message), path))
