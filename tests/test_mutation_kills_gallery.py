@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -169,8 +171,10 @@ def test_a_second_writer_waits_then_gets_a_busy_error_and_nothing_half_done_is_k
     s = store(tmp_path)
     other = GalleryStore(s.path, timeout=0.05)
     with s.write():
+        started = time.perf_counter()
         with pytest.raises(BusyError, match=r"another process is writing to .*s\.gallery \(waited 0\.05 s\)"):
             other.add("a", [new_example(1)])
+        assert time.perf_counter() - started < 2  # its own timeout, not SQLite's default 5 s
     with pytest.raises(RuntimeError), s.write() as (connection, _):
         connection.execute("INSERT INTO classes (name, added) VALUES ('half', 0)")
         raise RuntimeError
@@ -198,7 +202,7 @@ def test_only_a_fewshot_gallery_of_a_known_format_opens(tmp_path):
         GalleryStore(plain)
     text = tmp_path / "text.gallery"
     text.write_text("not a database, just text " * 100)
-    with pytest.raises(FewShotError, match="is not a fewshot gallery or is corrupt"):
+    with pytest.raises(FewShotError, match=f"^{re.escape(str(text))} is not a fewshot gallery or is corrupt"):
         GalleryStore(text)
 
 
@@ -240,3 +244,19 @@ def test_each_kind_of_sqlite_error_becomes_one_message_that_says_what_to_do(tmp_
     assert re.search(message.format(path=re.escape(str(path))), str(error)), str(error)
     if "locked" in sqlite_message:
         assert "waited" not in str(_translate(sqlite3.OperationalError(sqlite_message), path))
+
+
+def test_a_store_is_created_in_new_folders_records_when_and_is_usable_from_another_thread(tmp_path):
+    before = time.time()
+    s = GalleryStore.create(tmp_path / "new" / "folder" / "g.gallery", {}, ("config", b"weights", "f1", "run"))
+    assert before <= float(s.meta()["created"]) <= time.time()
+    s.add("a", [new_example(1)])
+    wide = NewExample(bytes([2]), "hash2", np.full(2, 2, np.float64), "image 2")  # stored as float32
+    outcome = s.add("b", [new_example(1), wide])  # a duplicate first: the images after it are still stored
+    assert outcome.example_ids == [2] and s.embeddings_of([2], 2)[2].tolist() == [2.0, 2.0]
+    counts = []
+    thread = threading.Thread(target=lambda: counts.append(s.counts()))
+    thread.start()
+    thread.join()
+    assert counts == [(2, 2)]
+    s.close()
