@@ -81,8 +81,10 @@ TOML
   echo "== $module: "${tests_of[$module]}
   results=results.txt names=() label=""
   if [ -n "${MUTATION_RERUN:-}" ]; then
-    [ -f "$dir/results.txt" ] || { echo "no earlier run of $module to take the survivors of" >&2; exit 2; }
-    names=($(grep -E ': survived$' "$dir/results.txt" | sed 's/: survived$//' | tr -d ' '))
+    last="$dir/results.txt"
+    [ -f "$dir/rerun.txt" ] && last="$dir/rerun.txt"  # a rerun's survivors, once there has been one
+    [ -f "$last" ] || { echo "no earlier run of $module to take the survivors of" >&2; exit 2; }
+    names=($(grep -E ': survived$' "$last" | sed 's/: survived$//' | tr -d ' '))
     results=rerun.txt label=" (the ${#names[@]} survivors of its last run, again)"
   fi
   mutmut run --max-children "${MUTATION_JOBS:-1}" "${names[@]}" > "$dir/run.log" 2>&1 ||

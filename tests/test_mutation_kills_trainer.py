@@ -59,22 +59,23 @@ def test_the_optimizer_and_the_schedule_are_the_ones_the_config_names():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # half-way down the cosine
 
 
-def test_progress_bars_and_validation_lines_show_by_default_and_never_when_turned_off(tmp_path, capfd):
+def test_progress_bars_and_validation_lines_show_by_default_and_never_when_turned_off(tmp_path, capfd, monkeypatch):
     trainer(tmp_path / "quiet", config()).fit()
     assert capfd.readouterr() == ("", "")
     cfg = config()
     (tmp_path / "shown").mkdir()
+    scores = iter([0.9, 0.5, 0.95])
+    monkeypatch.setattr(trainer_module, "validation_accuracy", lambda method, dataset, cfg: next(scores))
     Trainer(build_method(cfg), cfg, TRAIN, VAL, tmp_path / "shown").fit()
     out, err = capfd.readouterr()
     assert "train protonet" in err and "6/6" in err and "loss=" in err and "acc=" in err
     assert ("step/s" in err or "s/step" in err) and "7/6" not in err and "12/6" not in err and "XX" not in err
     bars = [chunk for chunk in re.split(r"[\r\n]", err) if "%|" in chunk]
     assert bars and all(chunk.startswith("train protonet") for chunk in bars)  # no evaluation bar in validation
-    first = records(tmp_path / "shown", "validation")[0]["val_accuracy"]
-    assert out.splitlines()[0] == f"step 3: validation accuracy {first:.4f} (best)"
-    assert len(out.splitlines()) == 2 and out.splitlines()[1].startswith("step 6: validation accuracy")
+    assert out.splitlines() == ["step 3: validation accuracy 0.9000 (best)", "step 6: validation accuracy 0.5000"]
     Trainer(build_method(cfg), config(steps=9), TRAIN, VAL, tmp_path / "shown").fit(resume=True)
-    assert "7/9" in capfd.readouterr().err  # a resumed bar starts at the checkpoint's step
+    out, err = capfd.readouterr()
+    assert "7/9" in err and out == "step 9: validation accuracy 0.9500 (best)\n"  # resumed at the checkpoint's step
 
 
 def test_the_log_has_a_record_every_ten_steps_and_at_the_last_with_the_window_means(tmp_path):
@@ -118,7 +119,7 @@ def test_records_and_summary_carry_their_keys_and_the_elapsed_time_in_tenths(tmp
     for record in records(tmp_path, "validation"):
         assert set(record) == {"event", "step", "val_accuracy", "best", "elapsed_s"}
     timed = [r["elapsed_s"] for r in records(tmp_path)]
-    assert all(0 <= t <= wall + 0.05 and t == round(t, 1) for t in timed)
+    assert all(type(t) is float and 0 <= t <= wall + 0.05 and t == round(t, 1) for t in timed)
     assert summary["elapsed_s"] > 0 or wall < 0.05
 
 
@@ -136,7 +137,7 @@ def test_the_best_validation_score_keeps_its_weights_when_later_ones_are_worse(t
         assert torch.equal(value, weights[0][name]), name
 
 
-def test_validation_scores_are_the_evaluators_on_the_configs_episodes_and_seed():
+def test_validation_scores_are_the_evaluators_on_the_configs_episodes_and_seed(capfd):
     cfg = config(seed=5, val_episodes=7)
     method = build_method(cfg)
     assert validation_accuracy(method, VAL, cfg) == evaluate(method, VAL, 3, 1, 3, 7, 5, progress=False).mean
@@ -147,7 +148,9 @@ def test_validation_scores_are_the_evaluators_on_the_configs_episodes_and_seed()
         for parameter in mann.parameters():
             parameter.normal_(0, 1)
     expected = evaluate_instances(mann, VAL, n_episodes=7, seed=5, progress=False).overall
+    capfd.readouterr()
     assert validation_accuracy(mann, VAL, cfg) == expected
+    assert capfd.readouterr() == ("", "")  # no progress bar of its own inside the trainer's
     assert expected != evaluate_instances(mann, VAL, n_episodes=7, seed=0, progress=False).overall
 
 
@@ -196,6 +199,10 @@ def test_a_resume_with_other_episodes_per_step_or_processes_is_refused_unless_al
     assert (f"{tmp_path} was trained by 1 process(es) of 2 episode(s) per step, this run has 1 process(es) of 1: "
             "resume with 1 process(es)" in message and "--episodes-per-step 2, or pass --allow-different-episodes"
             in message and "(the run will then differ from an uninterrupted one)" in message)
+    assert str(error.value).endswith("or pass --allow-different-episodes to go on with other episodes (the run will "
+                                     "then differ from an uninterrupted one)")
+    with pytest.raises(FewShotError, match=r"this run has 1 process\(es\) of 3: resume with 1 process\(es\)"):
+        trainer(tmp_path, config(episodes_per_step=3)).fit(resume=True)
     assert trainer(tmp_path, config()).fit(resume=True, allow_different_episodes=True)["step"] == 6
     state = load_checkpoint(tmp_path / CHECKPOINT_FILE)
     assert state["world_size"] == 1 and state["episodes_per_step"] == 1 and "rng_ranks" not in state
