@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10**9,
                         help="stop after this many steps if the budget has not run out first; runs are deterministic "
                              "at a given thread count, so a recorded run's step count trains its model again on a "
-                             "busy machine")
+                             "busy machine, if the code is the same as that run's")
     parser.add_argument("--data-dir", help="data folder (default: $FEWSHOT_DATA)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")

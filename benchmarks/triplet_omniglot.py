@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1_000_000,
                         help="stop each loss after this many steps if its budget has not run out first; runs are "
                              "deterministic at a given thread count, so a recorded run's step count trains its model "
-                             "again on a busy machine")
+                             "again on a busy machine, if the code is the same as that run's")
     parser.add_argument("--losses", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument("--data-dir", help="data folder (default: $FEWSHOT_DATA)")
     parser.add_argument("--seed", type=int, default=0)

@@ -68,7 +68,7 @@ def test_progress_bars_and_validation_lines_show_by_default_and_never_when_turne
     monkeypatch.setattr(trainer_module, "validation_accuracy", lambda method, dataset, cfg: next(scores))
     Trainer(build_method(cfg), cfg, TRAIN, VAL, tmp_path / "shown").fit()
     out, err = capfd.readouterr()
-    assert "train protonet" in err and "6/6" in err and "loss=" in err and "acc=" in err
+    assert "train protonet" in err and "6/6" in err and "loss=" in err and "acc=" in err and "None" not in err
     assert ("step/s" in err or "s/step" in err) and "7/6" not in err and "12/6" not in err and "XX" not in err
     bars = [chunk for chunk in re.split(r"[\r\n]", err) if "%|" in chunk]
     assert bars and all(chunk.startswith("train protonet") for chunk in bars)  # no evaluation bar in validation
@@ -86,6 +86,7 @@ def test_the_log_has_a_record_every_ten_steps_and_at_the_last_with_the_window_me
     summary = t.fit()
     train = records(tmp_path, "train")
     assert [r["step"] for r in train] == [10, 20, 23]
+    assert all(set(r) == {"event", "step", "loss", "accuracy", "lr", "elapsed_s"} for r in train)
     for record, window in zip(train, (returned[:10], returned[10:20], returned[20:])):
         assert record["loss"] == pytest.approx(sum(m["loss"] for m in window) / len(window))
         assert record["accuracy"] == pytest.approx(sum(m["accuracy"] for m in window) / len(window))
@@ -272,8 +273,13 @@ def test_a_stop_request_or_ctrl_c_ends_at_a_step_boundary_with_a_checkpoint_and_
                 stop(t)
             return real_step()
         t._train_step = step
+        saved_at = []
+        real_checkpoint = t._checkpoint
+        t._checkpoint = lambda t=t, real_checkpoint=real_checkpoint: saved_at.append(t.step) or real_checkpoint()
         summary = t.fit()
         expected = 4 if stop else 3
+        assert saved_at == [3, expected]  # every checkpoint_every (3) steps, and where it stopped
+        assert records(tmp_path / name, "train")[-1]["step"] == expected  # the steps since the last record
         assert summary["step"] == expected and summary["interrupted"] is True
         assert load_checkpoint(tmp_path / name / CHECKPOINT_FILE)["step"] == expected
         assert [r["step"] for r in records(tmp_path / name, "validation")] == [2, 4][:expected // 2]
