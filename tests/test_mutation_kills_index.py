@@ -125,7 +125,7 @@ def test_compaction_can_switch_to_approximate_keeps_the_choice_and_survives_remo
     assert len(index) == 0 and entries(index) == 0
     assert index.search(QUERIES, k=3)[0].tolist() == [[-1]] * 10
     index.add(KEYS[:2], VECTORS[:2])
-    assert index.search(VECTORS[1:2], k=1)[0].tolist() == [[KEYS[1]]]
+    assert index.search(VECTORS[:2], k=1)[0].tolist() == [[KEYS[0]], [KEYS[1]]]
 
 
 def test_index_files_reopen_to_the_same_answers_and_older_faiss_files_are_deleted(tmp_path):
