@@ -180,7 +180,7 @@ def test_one_step_on_several_episodes_follows_the_gradient_of_their_mean_loss_an
     for (name, a), b in zip(reference.named_parameters(), t.method.parameters()):
         assert torch.allclose(a.grad, b.grad, rtol=1e-3, atol=1e-4), name  # the order of sums differs
     logged = records(tmp_path, "train")[0]
-    assert logged["loss"] == pytest.approx(float(losses[0] + losses[1]) / 2, rel=1e-5)
+    assert logged["loss"] == pytest.approx(float((losses[0] + losses[1]).detach()) / 2, rel=1e-5)
 
 
 def test_episodes_per_step_draws_each_batch_once_in_order(tmp_path):
