@@ -33,7 +33,8 @@ packaged=tests/test_gallery.py::test_the_packaged_model_is_the_default_and_comes
 declare -A tests_of=(
   [data/download.py]="tests/test_download.py tests/test_checksums.py"
   [data/episodes.py]="tests/test_episodes.py tests/test_sampling_properties.py tests/test_within_alphabet.py tests/test_evaluator.py tests/test_intervals.py"
-  [evaluation/evaluator.py]="tests/test_evaluator.py tests/test_intervals.py tests/test_bf16.py tests/test_within_alphabet.py"
+  [evaluation/evaluator.py]="tests/test_evaluator.py tests/test_intervals.py tests/test_bf16.py tests/test_within_alphabet.py
+    tests/test_views.py tests/test_ensemble.py tests/test_refinement.py"
   [training/checkpoint.py]="tests/test_safe_loading.py tests/test_trainer.py tests/test_error_paths.py"
   [training/config.py]="tests/test_config_types.py tests/test_error_paths.py tests/test_trainer.py tests/test_safe_loading.py tests/test_bf16.py"
   [training/trainer.py]="tests/test_trainer.py tests/test_error_paths.py tests/test_safe_loading.py tests/test_bf16.py
