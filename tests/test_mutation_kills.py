@@ -180,3 +180,17 @@ def test_flags_override_the_papers_file_which_overrides_the_defaults():
     assert config.options == {"distance": "euclidean", "n_way": 60, "k_shot": 1, "n_query": 5}
     assert resolve_config("protonet").rotate_classes is True  # omniglot (the default data set), lake split
     assert resolve_config("protonet", overrides={"dataset": "mnist"}).lr_step == 500  # protonet_mnist.yaml
+
+
+def test_a_within_alphabet_evaluation_draws_every_episode_from_one_alphabet():
+    """Every character of an alphabet drawn the same, alphabets different: within one alphabet the classes tie."""
+    names = [f"{alphabet}/character{c:02d}" for alphabet in ("Greek", "Latin") for c in range(1, 5)]
+    labels = torch.arange(8).repeat_interleave(3)
+    images = torch.zeros(24, 1, 8, 8, dtype=torch.uint8)
+    images[12:] = 255  # Latin
+    data = ImageDataset(images, labels, names, "two alphabets")
+    method = PrototypicalNetworks(FlattenEncoder(1, 8)).eval()
+    within = evaluate(method, data, 4, 1, 2, 50, seed=0, progress=False, within_alphabet=True, device="cpu")
+    across = evaluate(method, data, 4, 1, 2, 50, seed=0, progress=False, device="cpu")
+    assert within.within_alphabet and within.mean == pytest.approx(0.25)  # ties: the first class of each episode
+    assert across.mean > 0.4
