@@ -10,7 +10,8 @@ import time
 
 import pytest
 import torch
-from synthetic import make_dataset
+from test_trainer import TRAIN, VAL, config
+from test_trainer import records as all_records
 
 from fewshot.errors import FewShotError
 from fewshot.evaluation.evaluator import evaluate
@@ -19,19 +20,8 @@ from fewshot.methods.mann import MANN
 from fewshot.nets.flatten import FlattenEncoder
 from fewshot.runs import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, build_method, load_weights
 from fewshot.training.checkpoint import load_checkpoint, save_checkpoint
-from fewshot.training.config import RunConfig
 from fewshot.training import trainer as trainer_module
 from fewshot.training.trainer import Trainer, make_optimizer, make_scheduler, validation_accuracy
-
-DATA = make_dataset(n_classes=16, per_class=8, size=16, seed=2)
-TRAIN, VAL = DATA.subset(range(10)), DATA.subset(range(10, 16))
-
-
-def config(**changes) -> RunConfig:
-    values = dict(image_size=16, steps=6, val_every=3, val_episodes=20, val_way=3, val_query=3, checkpoint_every=3,
-                  options=dict(n_way=5, k_shot=1, n_query=2))
-    values.update(changes)
-    return RunConfig(**values)
 
 
 def trainer(run_dir, cfg, val_set=VAL, **kwargs) -> Trainer:
@@ -40,8 +30,7 @@ def trainer(run_dir, cfg, val_set=VAL, **kwargs) -> Trainer:
 
 
 def records(run_dir, event=None) -> list[dict]:
-    lines = (run_dir / METRICS_FILE).read_text().splitlines()
-    return [r for r in map(json.loads, lines) if event is None or r["event"] == event]
+    return [r for r in all_records(run_dir) if event is None or r["event"] == event]
 
 
 def test_the_optimizer_and_the_schedule_are_the_ones_the_config_names():
