@@ -53,6 +53,8 @@ for module in "${modules[@]}"; do
   [ -n "${tests_of[$module]:-}" ] || { echo "no covering tests listed for $module" >&2; exit 2; }
 done
 
+survivors() { grep -E ': survived$' "$1" | sed 's/: survived$//' | tr -d ' ' || true; }  # names in a results file
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git -C "$root" archive HEAD | tar -x -C "$work"
@@ -85,7 +87,7 @@ TOML
     last="$dir/results.txt"
     [ -f "$dir/rerun.txt" ] && last="$dir/rerun.txt"  # a rerun's survivors, once there has been one
     [ -f "$last" ] || { echo "no earlier run of $module to take the survivors of" >&2; exit 2; }
-    names=($(grep -E ': survived$' "$last" | sed 's/: survived$//' | tr -d ' '))
+    names=($(survivors "$last"))
     results=rerun.txt label=" (the ${#names[@]} survivors of its last run, again)"
   fi
   mutmut run --max-children "${MUTATION_JOBS:-1}" "${names[@]}" > "$dir/run.log" 2>&1 ||
@@ -96,7 +98,7 @@ TOML
     mutmut results --all true > "$dir/$results" 2>&1 || true
   fi
   : > "$dir/survivors.diff"
-  for name in $(grep -E ': survived$' "$dir/$results" | sed 's/: survived$//' | tr -d ' '); do
+  for name in $(survivors "$dir/$results"); do
     mutmut show "$name" >> "$dir/survivors.diff" 2>&1 || true
   done
   count() { grep -c ": $1\$" "$dir/$results" || true; }
