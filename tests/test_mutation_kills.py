@@ -3,19 +3,33 @@
 Each test names the promise it keeps; docs/benchmarks.md lists the mutants they kill."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import time
+from typing import ClassVar
 
 import pytest
 import torch
 from synthetic import make_dataset
+from tqdm.auto import tqdm
 
 from fewshot.data.augment import KOCH_DISTORTION
 from fewshot.data.dataset import ImageDataset
 from fewshot.data.download import Resource, ensure_files
 from fewshot.data.episodes import EpisodeSampler
+from fewshot.data.views import dihedral_view
 from fewshot.errors import FewShotError
-from fewshot.evaluation.evaluator import Evaluator, _evaluate_per_episode, evaluate, mean_and_ci95
+from fewshot.evaluation import evaluator as evaluator_module
+from fewshot.evaluation.evaluator import (
+    Evaluator,
+    _evaluate_per_episode,
+    batch_statistics,
+    embed_dataset,
+    evaluate,
+    mean_and_ci95,
+    view_average,
+)
 from fewshot.methods.base import Method
 from fewshot.methods.protonet import PrototypicalNetworks
 from fewshot.methods.siamese import SiameseNetwork
@@ -194,3 +208,139 @@ def test_a_within_alphabet_evaluation_draws_every_episode_from_one_alphabet():
     across = evaluate(method, data, 4, 1, 2, 50, seed=0, progress=False, device="cpu")
     assert within.within_alphabet and within.mean == pytest.approx(0.25)  # ties: the first class of each episode
     assert across.mean > 0.4
+
+
+class QueryMirroringProtoNet(PrototypicalNetworks):
+    """A method that embeds queries with another network than the support (here: the mirror image's embedding)."""
+
+    shared_embedding = False
+
+    def embed_query(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images.flip(-1))
+
+
+def embedded(method: Method, data: ImageDataset, query: bool, view: int = 0, bf16: bool = False) -> torch.Tensor:
+    """Every image of ``data`` under ``view``, embedded at once by the method itself (no folding, no batches)."""
+    embed = method.embed_query if query else method.embed_support
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return embed(dihedral_view(data.images_at(torch.arange(len(data))), view)).float()
+
+
+def test_each_image_is_embedded_once_as_support_and_once_as_query_under_each_view():
+    data = make_dataset(n_classes=4, per_class=3, size=16, seed=3)
+    torch.manual_seed(0)
+    shared, unshared = protonet(), QueryMirroringProtoNet(build_encoder("conv4", 1, 16)).eval()
+    support, query = Evaluator(shared, data, progress=False).embeddings()
+    assert support is query  # one pass for a method that embeds both alike
+    evaluator = Evaluator(unshared, data, progress=False)
+    for view in (1, 0):
+        support, query = evaluator.embeddings(view)
+        assert torch.allclose(support, embedded(unshared, data, False, view), atol=1e-5)
+        assert torch.allclose(query, embedded(unshared, data, True, view), atol=1e-5)
+        assert not torch.allclose(support, query, atol=1e-3)
+    support, query = Evaluator(unshared, data, progress=False, bf16=True).embeddings(1)
+    for embeddings in (support, query):  # both under bfloat16 autocast: every value a bfloat16
+        assert torch.equal(embeddings, embeddings.bfloat16().float())
+
+
+def test_embed_dataset_defaults_to_float32_images_as_they_are_and_batches_cover_each_image_once(monkeypatch):
+    data = make_dataset(n_classes=5, per_class=6, size=16, seed=3)
+    method = protonet()
+    whole = embed_dataset(method, data, torch.device("cpu"), query=False)
+    assert torch.allclose(whole, embedded(method, data, False), atol=1e-5)
+    assert not torch.equal(whole, whole.bfloat16().float())
+    monkeypatch.setattr(evaluator_module, "EMBED_BATCH", 7)
+    assert torch.equal(embed_dataset(method, data, torch.device("cpu"), query=False), whole)
+
+
+def test_a_single_views_scores_are_returned_as_they_are():
+    scores = torch.tensor([[3.0, -1.0, 0.5]])
+    assert view_average([scores]) is scores
+    two = view_average([scores, scores.flip(-1)])
+    assert torch.allclose(two.exp(), (scores.softmax(-1) + scores.flip(-1).softmax(-1)) / 2)
+
+
+@pytest.mark.parametrize("transductive", [False, True], ids=["inductive", "transductive"])
+def test_views_average_every_episode_on_the_episode_by_episode_path_too(transductive):
+    """An episode-dependent method (and any method tested transductively) goes episode by episode: its views are
+    the cached path's views of the same weights."""
+    data = make_dataset(n_classes=6, per_class=5, size=16, seed=3)
+    sampler = EpisodeSampler(data, 3, 1, 3, 16, seed=2)
+    torch.manual_seed(0)
+    dependent = EpisodeDependentProtoNet(build_encoder("conv4", 1, 16)).eval()
+
+    def accuracies(method: Method, views: int) -> torch.Tensor:
+        with torch.inference_mode():
+            return Evaluator(method, data, progress=False, views=views, transductive=transductive
+                             ).episode_accuracies(sampler, NoBar())
+
+    with torch.inference_mode(), batch_statistics(dependent) if transductive else contextlib.nullcontext():
+        expected = _evaluate_per_episode(dependent, sampler, torch.device("cpu"), NoBar(), views=4)
+    assert torch.equal(accuracies(dependent, 4), expected)
+    assert not torch.equal(accuracies(dependent, 1), expected)
+    if not transductive:
+        cached = PrototypicalNetworks(dependent.encoder).eval()
+        assert torch.allclose(accuracies(cached, 4), expected)
+
+
+def test_cached_scoring_keeps_each_chunk_within_the_score_budget(monkeypatch):
+    data = make_dataset(n_classes=6, per_class=5, size=16, seed=3)
+    method = protonet()
+    n, k, q, d = 3, 2, 3, method.encoder(torch.zeros(1, 1, 16, 16)).shape[1]
+    expected = reference(method, data, n, k, q, 300)
+    chunks: list[int] = []
+    scores = method.scores
+
+    def recording_scores(support: torch.Tensor, *args) -> torch.Tensor:
+        chunks.append(len(support))  # episodes scored at once
+        return scores(support, *args)
+
+    monkeypatch.setattr(method, "scores", recording_scores)
+    for budget, largest in [(evaluator_module.SCORE_BUDGET, 256), (int(2.5 * n * q * n * k * d), 2), (1, 1)]:
+        chunks.clear()
+        monkeypatch.setattr(evaluator_module, "SCORE_BUDGET", budget)
+        result = evaluate(method, data, n, k, q, 300, progress=False)
+        assert max(chunks) == largest and sum(chunks) == 300
+        assert math.isclose(result.mean, expected[0], abs_tol=1e-6)
+
+
+class RecordingBar(tqdm):
+    """The real progress bar, remembering what it showed when it closed."""
+
+    shown: ClassVar[list[tuple]] = []
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.options = options
+
+    def close(self) -> None:
+        if not hasattr(self, "options"):  # closed again on deletion
+            return
+        RecordingBar.shown.append((self.options["desc"], self.n, self.total, self.options["unit"], self.disable))
+        del self.options
+        super().close()
+
+
+@pytest.mark.parametrize("build", [protonet, lambda: EpisodeDependentProtoNet(build_encoder("conv4", 1, 16))],
+                         ids=["cached", "episode-by-episode"])
+def test_an_evaluation_shows_a_progress_bar_of_its_episodes_unless_asked_not_to(monkeypatch, build):
+    data = make_dataset(n_classes=6, per_class=5, size=16, seed=3)
+    monkeypatch.setattr(evaluator_module, "tqdm", RecordingBar)
+    RecordingBar.shown.clear()
+    method = build().eval()
+    evaluate(method, data, 3, 1, 2, n_episodes=7)
+    Evaluator(method, data).evaluate(3, 2, 2, n_episodes=5)
+    evaluate(method, data, 3, 1, 2, n_episodes=7, progress=False)
+    assert RecordingBar.shown == [("3-way 1-shot", 7, 7, "episode", False), ("3-way 2-shot", 5, 5, "episode", False),
+                                  ("3-way 1-shot", 0, 7, "episode", True)]  # a hidden bar counts nothing
+
+
+def test_an_evaluator_defaults_to_1000_five_way_one_shot_episodes_and_times_them():
+    data = make_dataset(n_classes=6, per_class=16, size=8, seed=3)
+    method = PrototypicalNetworks(FlattenEncoder(1, 8))
+    start = time.perf_counter()
+    result = Evaluator(method, data, device="cpu", progress=False).evaluate()
+    wall = time.perf_counter() - start
+    assert (result.n_way, result.k_shot, result.n_query, result.n_episodes, result.seed) == (5, 1, 15, 1000, 0)
+    assert 0 < result.seconds <= wall < 1  # fast enough that a floor of one second would show
+    assert math.isclose(result.episodes_per_second, 1000 / result.seconds, rel_tol=1e-9)
