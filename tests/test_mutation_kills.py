@@ -233,6 +233,7 @@ def test_each_image_is_embedded_once_as_support_and_once_as_query_under_each_vie
     support, query = Evaluator(shared, data, progress=False).embeddings()
     assert support is query  # one pass for a method that embeds both alike
     evaluator = Evaluator(unshared, data, progress=False)
+    assert torch.allclose(evaluator.embeddings()[0], embedded(unshared, data, False), atol=1e-5)  # as they are
     for view in (1, 0):
         support, query = evaluator.embeddings(view)
         assert torch.allclose(support, embedded(unshared, data, False, view), atol=1e-5)
