@@ -178,8 +178,8 @@ def test_every_documented_setting_is_accepted_and_each_bad_one_refused_by_name()
         ({"channels": 2}, "channels must be 1 or 3, got 2"),
         ({"val_episodes": 0}, "val_episodes must be at least 1, got 0"),
         ({"lr": 0.0}, "lr must be positive, got 0.0"),
-        ({"ema_decay": 1.0}, "ema_decay must be between 0 and 1 (e.g. 0.9995), got 1.0; leave it out to save the "
-                             "trained weights as they are"),
+        ({"ema_decay": 1.0}, ("ema_decay must be between 0 and 1 (e.g. 0.9995), got 1.0; leave it out to save the "
+                              "trained weights as they are")),
         ({"tracker": "mlflow"}, "tracker must be one of tensorboard, wandb, got 'mlflow'"),
     ]:
         with pytest.raises(FewShotError) as error:

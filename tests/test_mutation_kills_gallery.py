@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import save
 
 from fewshot.errors import BusyError, FewShotError, NotFoundError
@@ -227,13 +226,13 @@ def test_reads_page_through_every_row_in_order_and_a_missing_image_is_none(tmp_p
 @pytest.mark.parametrize("sqlite_message, message", [
     ("database is locked", "^another process is writing to {path} \\(waited 2 s\\); try again when it has finished$"),
     ("database table is busy", "^another process is writing to {path} \\(waited 2 s\\)"),
-    ("database or disk is full", "^the disk holding {path} is full; nothing of this change was stored. Free some "
-                                 "space and try again$"),
+    ("database or disk is full", ("^the disk holding {path} is full; nothing of this change was stored. Free some "
+                                  "space and try again$")),
     ("file is not a database", "^{path} is not a fewshot gallery or is corrupt \\(file is not a database\\); restore"),
     ("database disk image is malformed", "^{path} is not a fewshot gallery or is corrupt"),
     ("index corruption", "^{path} is not a fewshot gallery or is corrupt"),
-    ("attempt to write a readonly database", "^cannot write to {path} \\(attempt to write a readonly database\\); "
-                                             "check its permissions and those of its folder$"),
+    ("attempt to write a readonly database", ("^cannot write to {path} \\(attempt to write a readonly database\\); "
+                                              "check its permissions and those of its folder$")),
     ("unable to open database file", "^cannot write to {path} \\(unable to open"),
     ("no such table: classes", "^gallery {path}: no such table: classes$"),
 ])

@@ -19,8 +19,8 @@ from fewshot.evaluation.instances import evaluate_instances
 from fewshot.methods.mann import MANN
 from fewshot.nets.flatten import FlattenEncoder
 from fewshot.runs import CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, build_method, load_weights
-from fewshot.training.checkpoint import load_checkpoint, save_checkpoint
 from fewshot.training import trainer as trainer_module
+from fewshot.training.checkpoint import load_checkpoint, save_checkpoint
 from fewshot.training.trainer import Trainer, make_optimizer, make_scheduler, validation_accuracy
 
 
@@ -264,7 +264,7 @@ def test_a_stop_request_or_ctrl_c_ends_at_a_step_boundary_with_a_checkpoint_and_
         t._train_step = step
         saved_at = []
         real_checkpoint = t._checkpoint
-        t._checkpoint = lambda t=t, real_checkpoint=real_checkpoint: saved_at.append(t.step) or real_checkpoint()
+        t._checkpoint = lambda t=t, real=real_checkpoint, saved=saved_at: saved.append(t.step) or real()
         summary = t.fit()
         expected = 4 if stop else 3
         assert saved_at == [3, expected]  # every checkpoint_every (3) steps, and where it stopped
