@@ -30,6 +30,9 @@ out=${MUTATION_OUT:-$root/mutation-results}
 # (seconds per mutant): the gallery modules get the packaged-model test and tests/test_mutation_kills_gallery.py,
 # whose model embeds an image as its pixels.
 packaged=tests/test_gallery.py::test_the_packaged_model_is_the_default_and_comes_calibrated
+# The modules above the store and index have most of their behaviour in the gallery's own tests, which
+# they run in full (the fixture's training, about 2 s, once per mutant).
+gallery_tests="tests/test_gallery.py tests/test_gallery_cli.py tests/test_gallery_calibration.py"
 declare -A tests_of=(
   [data/download.py]="tests/test_download.py tests/test_checksums.py"
   [data/episodes.py]="tests/test_episodes.py tests/test_sampling_properties.py tests/test_within_alphabet.py tests/test_evaluator.py tests/test_intervals.py"
@@ -43,11 +46,20 @@ declare -A tests_of=(
   [gallery/storage.py]="$packaged"
   [gallery/index.py]="tests/test_gallery_calibration.py $packaged"
   [gallery/decision.py]="tests/test_gallery_calibration.py $packaged"
+  [gallery/gallery.py]="$gallery_tests"
+  [gallery/calibration.py]="$gallery_tests"
+  [gallery/images.py]="$gallery_tests"
+  [gallery/model.py]="$gallery_tests"
+  [gallery/names.py]="$gallery_tests"
+  [training/trackers.py]="tests/test_trackers.py"
+  [training/distributed.py]="tests/test_distributed.py"
 )
 modules=("$@")
 if [ ${#modules[@]} -eq 0 ]; then
   modules=(data/download.py data/episodes.py evaluation/evaluator.py training/checkpoint.py training/config.py
-           training/trainer.py gallery/storage.py gallery/index.py gallery/decision.py)
+           training/trainer.py training/trackers.py training/distributed.py gallery/storage.py gallery/index.py
+           gallery/decision.py gallery/names.py gallery/images.py gallery/model.py gallery/calibration.py
+           gallery/gallery.py)
 fi
 for module in "${modules[@]}"; do
   [ -n "${tests_of[$module]:-}" ] || { echo "no covering tests listed for $module" >&2; exit 2; }

@@ -27,6 +27,7 @@ class TrainingLoss(nn.Module):
     def forward(self, batch: object) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.method.training_loss(batch)
 
+
 def wrap_for_training(method: nn.Module, group: Group, sync_bn: bool) -> nn.Module:
     """:class:`TrainingLoss` of ``method``, in ``DistributedDataParallel`` when there are several processes.
 
