@@ -1,12 +1,22 @@
 """The unknown threshold on synthetic embeddings whose false-accept rate is known, and the index's recall."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from fewshot.errors import FewShotError
-from fewshot.gallery.calibration import calibrate, threshold_for
+from fewshot.gallery.calibration import (
+    Calibration,
+    Estimate,
+    OpenSetEpisodes,
+    calibrate,
+    open_set_episodes,
+    report_at,
+    threshold_for,
+)
 from fewshot.gallery.index import VectorIndex, read_index_files, write_index_files
 from fewshot.methods.base import class_means
 
@@ -101,3 +111,89 @@ def test_index_round_trip_and_compaction(tmp_path):
     a, da = index.search(vectors[:20], 3)
     b, db = copy.search(vectors[:20], 3)
     assert (a == b).all() and (da == db).all() and (a >= 1600).all()
+
+
+def test_an_estimate_is_the_mean_over_episodes_and_its_normal_interval_rounded_to_six_places():
+    assert Estimate.of(np.array([1.0, 0.0])) == Estimate(0.5, round(1.96 * np.sqrt(0.5) / np.sqrt(2), 6))
+    assert Estimate.of(np.array([1, 2, 2], np.int64)) == Estimate(1.666667, 0.653333)
+    one = Estimate.of(np.array([0.25]))
+    assert one.mean == 0.25 and np.isnan(one.ci95)
+
+
+def test_threshold_for_splits_between_the_last_accepted_and_the_first_refused_distance():
+    values = np.array([[3.0, 1.0], [2.0, 2.0]])  # any shape: all distances of all episodes
+    assert threshold_for(values, 0.25) == 1.5
+    assert threshold_for(values, 0.5) == np.nextafter(2.0, -np.inf)  # a tie at the boundary: refuse both
+    assert threshold_for(values, 0.2) == np.nextafter(1.0, -np.inf)  # nothing may be accepted
+    assert threshold_for(values, 0.999) == 2.5
+    for target in (0, 1, -0.1):
+        with pytest.raises(FewShotError, match=f"^the false-accept rate is a fraction in \\(0, 1\\), such as 0.01; "
+                                               f"got {target}$"):
+            threshold_for(values, target)
+
+
+def test_the_report_at_a_threshold_by_hand():
+    episodes = OpenSetEpisodes(known_distance=np.array([[1.0, 3.0], [2.0, 2.0]]),
+                               known_correct=np.array([[True, True], [False, True]]),
+                               unknown_distance=np.array([[2.0, 4.0], [2.0, 1.0]]))
+    report = report_at(episodes, 2.0)  # accepts distances up to 2, inclusive
+    assert report.known_accuracy.mean == 0.5  # episode 1: 1 of 2 accepted and right; episode 2: 1 of 2
+    assert report.closed_set_accuracy.mean == 0.75 and report.false_reject.mean == 0.25
+    assert report.false_accept.mean == 0.75  # 1 of 2, then 2 of 2
+    # AUROC per episode, over (known, unknown) pairs: 1 when the known is nearer, 1/2 for a tie: 3/4, then 1/4
+    assert report.auroc == Estimate(0.5, round(1.96 * np.sqrt(0.125) / np.sqrt(2), 6))
+    assert report.known_accuracy.ci95 == 0 and report.false_accept.ci95 == round(1.96 * np.sqrt(0.125) / np.sqrt(2), 6)
+
+
+def test_open_set_episodes_enrol_some_classes_and_ask_others():
+    """Each image's embedding is (its class, its index), so the scores can check what each episode holds."""
+    labels = np.arange(12).repeat(6)
+    embeddings = torch.tensor(np.stack([labels, np.arange(len(labels))], 1), dtype=torch.float32)
+    classes = np.arange(1, 12)  # class 0 is never drawn
+    seen = []
+
+    def scores(support, support_labels, queries, n_way):
+        assert support_labels.tolist() == [0, 0, 1, 1, 2, 2] and n_way == 3
+        for s, q in zip(support, queries):
+            enrolled = s[:, 0].reshape(3, 2)
+            assert (enrolled[:, :1] == enrolled).all() and len(set(enrolled[:, 0].tolist())) == 3
+            known, unknown = q[:12], q[12:]
+            assert known[:, 0].reshape(3, 4).tolist() == enrolled[:, :1].repeat(1, 4).tolist()
+            assert not set(known[:, 1].tolist()) & set(s[:, 1].tolist())  # other images than the enrolled
+            assert not set(unknown[:, 0].tolist()) & set(enrolled[:, 0].tolist()) and 0 not in unknown[:, 0]
+            seen.append(tuple(s[:, 1].tolist()))
+        class_of = support[:, ::2, 0]  # [E, n_way]
+        distance = (queries[:, :, None, 0] - class_of[:, None, :]).abs()
+        distance[:, 0, 0] = 100.0  # the first known query is made nearer to another enrolled class than its own
+        return -distance
+
+    result = open_set_episodes(embeddings, labels, classes, scores, n_way=3, k_shot=2, n_query=4, n_unknown=2,
+                               episodes=37, seed=0, batch=16)
+    assert len(seen) == 37 and len(set(seen)) == 37  # every episode scored once, each a new draw
+    assert result.known_distance.shape == result.known_correct.shape == (37, 12)
+    assert result.unknown_distance.shape == (37, 8)
+    assert not result.known_correct[:, 0].any() and result.known_correct[:, 1:].all()
+    assert (result.known_distance[:, 1:] == 0).all() and (result.unknown_distance >= 1).all()
+    again = open_set_episodes(embeddings, labels, classes, scores, n_way=3, k_shot=2, n_query=4, n_unknown=2,
+                              episodes=37, seed=0, batch=5)
+    assert np.array_equal(again.unknown_distance, result.unknown_distance)  # the batch size changes nothing
+
+
+def test_a_calibration_is_stored_and_read_back_whole():
+    embeddings, labels = clusters(n_classes=30)
+    result = calibrate(embeddings, labels, prototype_scores, target=0.05, n_way=4, k_shot=2, n_query=3,
+                       n_unknown=2, episodes=20, seed=4)
+    assert (result.n_way, result.k_shot, result.n_query, result.n_unknown, result.episodes) == (4, 2, 3, 2, 20)
+    assert (result.calibration_classes, result.report_classes, result.target_false_accept) == (15, 15, 0.05)
+    assert Calibration.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    assert calibrate(embeddings, labels, prototype_scores, target=0.05, n_way=4, k_shot=2, n_query=3, n_unknown=2,
+                     episodes=20, seed=4) == result
+    other = calibrate(embeddings, labels, prototype_scores, target=0.05, n_way=4, k_shot=2, n_query=3, n_unknown=2,
+                      episodes=20, seed=5)
+    assert other.threshold != result.threshold
+    for bad in ({"episodes": 0}, {"n_way": 0}, {"k_shot": 0}, {"n_query": 0}, {"n_unknown": 0}):
+        with pytest.raises(FewShotError, match="^episodes, way, shot, queries and unknown classes must all be at "
+                                               "least 1$"):
+            calibrate(embeddings, labels, prototype_scores, **bad)
+    with pytest.raises(FewShotError, match="fraction in"):
+        calibrate(embeddings, labels, prototype_scores, target=1.0)

@@ -4,6 +4,7 @@ The gallery tests train a small ProtoNet first (seconds per run); these need no 
 testing (benchmarks/mutation.sh) can run them once per mutant. docs/benchmarks.md lists what they kill."""
 from __future__ import annotations
 
+import io
 import re
 import sqlite3
 import threading
@@ -11,11 +12,15 @@ import time
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from safetensors.torch import save
 
 from fewshot.errors import BusyError, FewShotError, NotFoundError
-from fewshot.gallery import Gallery, GalleryModel
+from fewshot.gallery import Gallery, GalleryModel, images, model
 from fewshot.gallery.decision import Match, decide
+from fewshot.gallery.images import Preprocessing, prepare_image
+from fewshot.gallery.names import check_class_name
 from fewshot.gallery.storage import GalleryStore, NewExample, _translate
 from fewshot.runs import build_method
 from fewshot.training.config import RunConfig
@@ -259,3 +264,196 @@ def test_a_store_is_created_in_new_folders_records_when_and_is_usable_from_anoth
     thread.join()
     assert counts == [(2, 2)]
     s.close()
+
+
+@pytest.mark.parametrize("name, message", [
+    (7, "^a class name is text, got int$"),
+    ("  ", "^the class name is empty; pass a name such as --name alpha$"),
+    (" a", "^the class name ' a' starts or ends with spaces; remove them$"),
+    ("x" * 101, "^the class name is 101 characters long; use at most 100$"),
+    ("a\tb\u200b", r"^the class name 'a\\tb\\u200b' holds control or invisible characters \(U\+0009, U\+200B\); "),
+    ("a\ud800", r"\(U\+D800\)"),  # a lone surrogate
+    ("a\ue000", r"\(U\+E000\)"),  # private use
+    ("a\u0378", r"\(U\+0378\)"),  # unassigned
+])
+def test_each_bad_class_name_gets_its_one_message(name, message):
+    with pytest.raises(FewShotError, match=message):
+        check_class_name(name)
+
+
+def test_a_class_name_of_100_characters_is_accepted_and_names_are_nfc_normalised():
+    assert check_class_name("x" * 100) == "x" * 100
+    assert check_class_name("e\u0301t\u00e9") == "\u00e9t\u00e9"
+
+
+def png(image: Image.Image, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG", **options)
+    return out.getvalue()
+
+
+def ink_on_paper(mode: str, size: int = 8) -> Image.Image:
+    """A dark vertical stroke on a light background."""
+    image = Image.new("L", (size, size), 230)
+    image.paste(20, (3, 0, 5, size))
+    return image.convert(mode)
+
+
+DRAWING = Preprocessing(8, 1, strokes=True)
+
+
+def test_a_drawing_is_prepared_as_bright_strokes_on_dark_with_each_conversion_noted():
+    plain = prepare_image(png(ink_on_paper("L")), DRAWING, "a.png")
+    assert plain.source == "a.png" and plain.pixels.dtype == np.uint8 and plain.pixels.shape == (1, 8, 8)
+    assert plain.pixels.flags["C_CONTIGUOUS"]
+    assert plain.notes == ["inverted to bright strokes on dark, as the model was trained"]
+    assert (plain.pixels[0, :, 3] == 255 - 20).all() and (plain.pixels[0, :, 0] == 255 - 230).all()
+    colour = prepare_image(png(ink_on_paper("RGB")), DRAWING)
+    assert colour.notes == ["converted RGB to grayscale: the model reads grayscale images",
+                            "inverted to bright strokes on dark, as the model was trained"]
+    assert np.array_equal(colour.pixels, plain.pixels)
+    dark = prepare_image(png(Image.eval(ink_on_paper("L"), lambda v: 255 - v)), DRAWING)  # already bright on dark
+    assert dark.notes == [] and np.array_equal(dark.pixels, plain.pixels)
+    photo = prepare_image(png(ink_on_paper("L")), Preprocessing(8, 1, strokes=False))
+    assert photo.notes == [] and photo.pixels[0, 0, 0] == 230  # not a drawing: never inverted
+    rgb = prepare_image(png(ink_on_paper("L")), Preprocessing(8, 3, strokes=False))
+    assert rgb.notes == ["converted grayscale (L) to RGB: the model reads RGB images"] and rgb.pixels.shape == (3, 8, 8)
+    assert prepare_image(png(ink_on_paper("RGB")), Preprocessing(8, 3, strokes=False)).notes == []
+
+
+@pytest.mark.parametrize("border, inverted", [(127, False), (128, True)])
+def test_a_background_is_light_when_its_border_median_is_above_127(border, inverted):
+    image = Image.new("L", (8, 8), border)
+    image.paste(0 if inverted else 255, (2, 2, 6, 6))
+    pixels = prepare_image(png(image), DRAWING).pixels
+    assert (pixels[0, 0, 0] == 255 - border) == inverted
+
+
+@pytest.mark.parametrize("light", ["rows", "columns"])
+def test_the_background_is_read_from_the_outermost_rows_and_columns(light):
+    """Light top and bottom rows (or left and right columns), the rest dark: 20 of the 32 border pixels are
+    light, but only 12 of the ring inside it."""
+    pixels = np.zeros((8, 8), np.uint8)
+    pixels[[0, -1], :] = 255
+    image = Image.fromarray(pixels if light == "rows" else pixels.T)
+    prepared = prepare_image(png(image), DRAWING)
+    assert prepared.notes == ["inverted to bright strokes on dark, as the model was trained"]
+    assert Preprocessing(8, 1, strokes=True).to_dict() == {"size": 8, "channels": 1, "strokes": True}
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_a_transparent_background_is_drawn_on_white_first(mode):
+    image = Image.new("RGBA", (8, 8), (0, 0, 0, 0))  # transparent black, as canvases export
+    image.paste((10, 10, 10, 255), (3, 0, 5, 8))
+    prepared = prepare_image(png(_paletted(image) if mode == "P" else image.convert(mode)), DRAWING)
+    assert prepared.notes[0] == "transparent background drawn on white"
+    assert prepared.notes[-1] == "inverted to bright strokes on dark, as the model was trained"
+    assert prepared.pixels[0, 0, 0] == 0 and prepared.pixels[0, 0, 3] == 255 - 10
+
+
+def _paletted(image: Image.Image) -> Image.Image:
+    """``image`` in palette mode, its transparent pixels one palette entry marked transparent."""
+    paletted = Image.new("P", image.size, 0)
+    paletted.putpalette([0, 0, 0, 10, 10, 10] + [0] * 762)
+    paletted.frombytes((np.asarray(image)[..., 3] == 255).astype(np.uint8).tobytes())
+    paletted.info["transparency"] = 0
+    return paletted
+
+
+def test_an_opaque_alpha_channel_is_not_a_transparent_background():
+    opaque = ink_on_paper("RGBA")
+    assert prepare_image(png(opaque), DRAWING).notes == [
+        "converted RGBA to grayscale: the model reads grayscale images",
+        "inverted to bright strokes on dark, as the model was trained"]
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(monkeypatch):
+    monkeypatch.setattr(images, "MAX_PIXELS", 8 * 9)
+    assert prepare_image(png(Image.new("L", (8, 9))), DRAWING).pixels.shape == (1, 8, 8)
+    with pytest.raises(FewShotError, match=r"^big.png is 9 x 9 pixels, over the limit of 72; send a smaller image "
+                                           r"\(the model reads 8 x 8\)$"):
+        prepare_image(png(Image.new("L", (9, 9))), DRAWING, "big.png")
+    monkeypatch.setattr(images, "MAX_PIXELS", 2000)
+    with pytest.raises(FewShotError, match="over the limit of 2,000;"):
+        prepare_image(png(Image.new("L", (50, 41))), DRAWING)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "^x.png is empty \\(0 bytes\\); pass a PNG or JPEG image$"),
+    (b"not an image", "^cannot decode image x.png: "),
+    (None, "^cannot decode image x.png: "),  # a PNG cut short
+])
+def test_an_empty_or_corrupt_file_is_named_in_one_error(data, message):
+    if data is None:
+        data = png(ink_on_paper("RGBA"))[:60]
+    with pytest.raises(FewShotError, match=message):
+        prepare_image(data, DRAWING, "x.png")
+
+
+def conv4_config(**fields) -> RunConfig:
+    return RunConfig(**{"method": "protonet", "encoder": "conv4", "image_size": 16, "dataset": "omniglot", **fields})
+
+
+def test_a_gallery_model_embeds_in_batches_as_its_method_does_in_eval_mode(monkeypatch, tmp_path):
+    config = conv4_config()
+    method = build_method(config)
+    with torch.no_grad():  # batch norm statistics that folding must carry over
+        for module in method.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    g = GalleryModel(config, save(method.state_dict()), "runs/conv4")
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 1, 16, 16), dtype=np.uint8)
+    with torch.inference_mode():
+        expected = method.eval().embed_support(torch.from_numpy(pixels).float() / 255).numpy()
+    whole = g.embed(pixels)
+    assert whole.dtype == np.float32 and whole.shape == (5, g.dim) == (5, 64)
+    np.testing.assert_allclose(whole, expected, rtol=1e-4, atol=1e-5)
+    monkeypatch.setattr(model, "EMBED_BATCH", 2)
+    np.testing.assert_allclose(g.embed(pixels), whole, rtol=1e-5, atol=1e-6)
+    empty = g.embed(pixels[:0])
+    assert empty.dtype == np.float32 and empty.shape == (0, 64)
+    assert g.preprocessing == Preprocessing(16, 1, strokes=True) and g.rule == "prototype"
+    assert g.describe() == f"protonet (runs/conv4, fingerprint {g.fingerprint[:12]})"
+    assert flat_protonet(n_way=5).describe().startswith("protonet {'n_way': 5} (runs/pixels, fingerprint ")
+    assert flat_protonet().preprocessing == Preprocessing(SIZE, 1, strokes=False)  # a folder of photos
+
+
+def test_the_fingerprint_names_the_weights_and_the_network_not_the_training():
+    config = conv4_config()
+    weights = save(build_method(config).state_dict())
+    first = model.fingerprint(config, weights)
+    assert re.fullmatch("[0-9a-f]{64}", first) and GalleryModel(config, weights, "r").fingerprint == first
+    assert model.fingerprint(conv4_config(lr=0.5, steps=7, seed=3, dataset="mnist"), weights) == first
+    other_weights = save(build_method(conv4_config(seed=1)).state_dict())
+    assert model.fingerprint(config, other_weights) != first
+    for changed in ({"method": "metric"}, {"options": {"distance": "cosine"}}, {"encoder": "conv4_strided"},
+                    {"encoder_options": {"hidden": 8}}, {"image_size": 32}, {"channels": 3}):
+        assert model.fingerprint(conv4_config(**changed), weights) != first, changed
+    stored = GalleryModel.from_stored(GalleryModel(config, weights, "r").config_text, weights, "g.gallery")
+    assert stored.fingerprint == first and stored.source == "g.gallery"
+
+
+def test_a_model_that_cannot_serve_a_gallery_gets_one_error_that_says_what_to_do(tmp_path):
+    config = conv4_config()
+    with pytest.raises(FewShotError, match="^the weights of r are not readable safetensors"):
+        GalleryModel(config, b"not safetensors", "r")
+    with pytest.raises(FewShotError, match="^the weights of r do not fit its config: ") as refused:
+        GalleryModel(conv4_config(encoder_options={"hidden": 8}), save(build_method(config).state_dict()), "r")
+    torch_error = str(refused.value).removeprefix("the weights of r do not fit its config: ")
+    assert torch_error.startswith("Error(s) in loading state_dict") and len(torch_error) == 300  # cut at 300
+    with pytest.raises(FewShotError, match="^g.gallery: lr must be a number"):
+        GalleryModel.from_stored("method: protonet\nlr: x\n", save(build_method(config).state_dict()), "g.gallery")
+    maml = RunConfig(method="maml", encoder="conv4_strided", image_size=16, dataset="omniglot")
+    with pytest.raises(FewShotError, match=(r"^a maml model cannot serve a gallery: it classifies with weights adapted "
+                                            r".*Train one of the methods that can: mahalanobis, matching, metric, "
+                                            r"protonet, .*\(siamese with "
+                                            r"--variant koch-l1 or euclidean-contrastive\)$")):
+        GalleryModel(maml, save(build_method(maml).state_dict()), "r")
+    assert {"protonet", "metric", "relation", "mahalanobis"} <= set(model.gallery_methods())
+    assert not {"maml", "meta_lstm", "mann"} & set(model.gallery_methods())
+    weights = save(build_method(config).state_dict())
+    (tmp_path / "config.yaml").write_text(GalleryModel(config, weights, "r").config_text)
+    with pytest.raises(FewShotError, match=f"^{re.escape(str(tmp_path / 'model.safetensors'))} not found: the run has "
+                                           "no trained model yet"):
+        GalleryModel.from_run(tmp_path)

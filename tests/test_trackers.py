@@ -3,28 +3,34 @@ are read back and hold the numbers of ``metrics.jsonl``, with the run's config."
 from __future__ import annotations
 
 import json
+import re
 import struct
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from synthetic import make_dataset
 
 from fewshot.errors import FewShotError
 from fewshot.runs import METRICS_FILE, build_method
 from fewshot.training.config import RunConfig
-from fewshot.training.trackers import scalars
+from fewshot.training.trackers import WandbTracker, scalars
 from fewshot.training.trainer import Trainer
 
 DATA = make_dataset(n_classes=16, per_class=8, size=16, seed=2)
 TRAIN, VAL = DATA.subset(range(10)), DATA.subset(range(10, 16))
 
 
+def tracked(tracker: str) -> RunConfig:
+    return RunConfig(image_size=16, steps=10, val_every=5, val_episodes=5, val_way=3, val_query=3,
+                     tracker=tracker, options={"n_way": 5, "k_shot": 1, "n_query": 2})
+
+
 def train(run: Path, tracker: str) -> list[dict]:
     """A 10-step run tracked by ``tracker``; returns its metrics records as scalars per step."""
-    config = RunConfig(image_size=16, steps=10, val_every=5, val_episodes=5, val_way=3, val_query=3,
-                       tracker=tracker, options=dict(n_way=5, k_shot=1, n_query=2))
+    config = tracked(tracker)
     Trainer(build_method(config), config, TRAIN, VAL, run, progress=False).fit()
     return [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
 
@@ -40,7 +46,12 @@ def test_tensorboard_event_file_holds_the_metrics_and_the_config(tmp_path, one_t
             logged = {e.step: e.value for e in events.Scalars(name)}
             assert logged[row["step"]] == pytest.approx(value, rel=1e-6), name
     assert {"train/loss", "validation/val_accuracy", "end/best_val_accuracy"} <= set(events.Tags()["scalars"])
-    assert "config/text_summary" in events.Tags()["tensors"]
+    (text,) = events.Tensors("config/text_summary")
+    shown = text.tensor_proto.string_val[0].decode()
+    lines = shown.splitlines()
+    assert lines[0] == "    method: protonet"  # the config's own order, not sorted
+    assert all(line.startswith("    ") for line in lines)  # a Markdown code block
+    assert yaml.safe_load("\n".join(line[4:] for line in lines)) == tracked("tensorboard").to_dict()
 
 
 def wandb_records(path: Path) -> list:
@@ -94,12 +105,27 @@ def test_wandb_offline_run_holds_the_metrics_and_the_config(tmp_path, monkeypatc
     (config,) = [r.run.config for r in records if r.WhichOneof("record_type") == "run"]
     values = {item.key: json.loads(item.value_json) for item in config.update}
     assert values["method"] == "protonet" and values["tracker"] == "wandb"
-    assert (run / "wandb-id.txt").read_text().strip() == log.stem.removeprefix("run-")
+    run_id = (run / "wandb-id.txt").read_text().strip()
+    assert run_id == log.stem.removeprefix("run-") and re.fullmatch("[0-9a-f]{8}", run_id)
+    (started,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert (started.project, started.display_name, started.run_id) == ("fewshot", "run", run_id)
+    monkeypatch.setenv("WANDB_PROJECT", "elsewhere")
+    again = WandbTracker(run, tracked("wandb"))  # a resumed training: the same W&B run
+    assert (again.run.id, again.run.project, again.run.name) == (run_id, "elsewhere", "run")
+    print("the trainer's progress bar")
+    again.close()
+    assert not list(run.glob("wandb/*/files/output.log"))  # console="off": W&B does not copy the terminal
+
+
+def test_scalars_are_the_numbers_of_a_record_but_its_step():
+    record = {"event": "validation", "step": 5, "val_accuracy": 0.5, "lr": 1, "best": True, "note": "x",
+              "missing": None}
+    assert scalars(record) == {"validation/val_accuracy": 0.5, "validation/lr": 1.0}
 
 
 @pytest.mark.parametrize("tracker", ["tensorboard", "wandb"])
 def test_a_tracker_that_is_not_installed_names_its_extra(tracker, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, tracker, None)  # what Python does for a package that cannot be imported
-    config = RunConfig(image_size=16, tracker=tracker, options=dict(n_way=5, k_shot=1, n_query=2))
+    config = RunConfig(image_size=16, tracker=tracker, options={"n_way": 5, "k_shot": 1, "n_query": 2})
     with pytest.raises(FewShotError, match=rf"pip install 'fewshot\[{tracker}\]'"):
         Trainer(build_method(config), config, TRAIN, None, tmp_path, progress=False)
