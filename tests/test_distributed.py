@@ -255,3 +255,34 @@ def test_every_method_trains_under_two_processes_with_synchronised_gradients(tmp
         assert zero == one, f"{name}: the two processes hold different weights after two steps"
         assert sum(zero) != before, f"{name}: training changed nothing"
         assert (tmp_path / name / MODEL_FILE).exists()
+
+
+def test_the_loss_is_wrapped_in_ddp_only_when_there_are_several_processes(tmp_path):
+    """In this process: a one-process gloo group stands in for the default group DDP reduces over."""
+    from torch import distributed as dist
+
+    from fewshot.distributed import Group
+    from fewshot.errors import FewShotError
+    from fewshot.training.distributed import TrainingLoss, wrap_for_training
+
+    config = RunConfig(**CONFIG)
+    method = build_method(config)
+    batch = Trainer(method, config, TRAIN, None, tmp_path, progress=False).batches(0)
+    alone = wrap_for_training(method, Group(), sync_bn=True)  # sync_bn means nothing for one process
+    assert type(alone) is TrainingLoss and alone.method is method
+    expected, metrics = method.training_loss(batch)
+    loss, same = alone(batch)
+    assert torch.equal(loss, expected) and same.keys() == metrics.keys()
+    with pytest.raises(FewShotError, match=r"^--sync-bn needs CUDA GPUs \(torch's SyncBatchNorm runs on CUDA only\)"):
+        wrap_for_training(method, Group(rank=0, world_size=2), sync_bn=True)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        wrapped = wrap_for_training(method, Group(rank=0, world_size=2), sync_bn=False)
+        assert isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
+        assert type(wrapped.module) is TrainingLoss and wrapped.module.method is method
+        loss, _ = wrapped(batch)
+        loss.backward()
+        assert all(p.grad is not None for p in method.parameters() if p.requires_grad)
+        assert torch.equal(loss.detach(), expected.detach())
+    finally:
+        dist.destroy_process_group()
