@@ -161,6 +161,8 @@ def test_open_set_episodes_enrol_some_classes_and_ask_others():
             assert known[:, 0].reshape(3, 4).tolist() == enrolled[:, :1].repeat(1, 4).tolist()
             assert not set(known[:, 1].tolist()) & set(s[:, 1].tolist())  # other images than the enrolled
             assert not set(unknown[:, 0].tolist()) & set(enrolled[:, 0].tolist()) and 0 not in unknown[:, 0]
+            assert len(set(unknown[:, 1].tolist())) == 8  # 4 different images of each of the 2 unknown classes
+            assert unknown[:, 0].reshape(2, 4).unique(dim=1).shape == (2, 1) and len(set(unknown[:, 0].tolist())) == 2
             seen.append(tuple(s[:, 1].tolist()))
         class_of = support[:, ::2, 0]  # [E, n_way]
         distance = (queries[:, :, None, 0] - class_of[:, None, :]).abs()
@@ -197,3 +199,32 @@ def test_a_calibration_is_stored_and_read_back_whole():
             calibrate(embeddings, labels, prototype_scores, **bad)
     with pytest.raises(FewShotError, match="fraction in"):
         calibrate(embeddings, labels, prototype_scores, target=1.0)
+
+
+def test_open_set_episodes_show_progress_only_when_asked_and_need_enough_classes(capsys):
+    embeddings, labels = clusters(n_classes=5, per_class=3)
+    common = {"n_way": 3, "k_shot": 1, "n_query": 2, "episodes": 3, "seed": 0}
+    open_set_episodes(embeddings, labels, np.arange(5), prototype_scores, n_unknown=2, **common)
+    assert capsys.readouterr().err == ""
+    open_set_episodes(embeddings, labels, np.arange(5), prototype_scores, n_unknown=2, progress=True, desc="drawing",
+                      **common)
+    assert "drawing" in capsys.readouterr().err
+    open_set_episodes(embeddings, labels, np.arange(5), prototype_scores, n_unknown=2, progress=True, **common)
+    assert "open-set episodes" in capsys.readouterr().err
+    with pytest.raises(FewShotError, match=r"^an episode needs 3 \+ 3 classes; only 5 are available$"):
+        open_set_episodes(embeddings, labels, np.arange(5), prototype_scores, n_unknown=3, **common)
+
+
+def test_calibrate_defaults_to_twenty_way_one_shot_galleries_and_takes_the_smallest_episodes(capsys):
+    embeddings, labels = clusters(n_classes=50, per_class=6)
+    result = calibrate(embeddings, labels, prototype_scores, episodes=3)
+    assert (result.n_way, result.k_shot, result.n_query, result.n_unknown) == (20, 1, 5, 5)
+    assert result.target_false_accept == 0.01 and result.episodes == 3
+    assert calibrate(embeddings, labels, prototype_scores, episodes=3, seed=0) == result
+    assert capsys.readouterr().err == ""
+    smallest = calibrate(embeddings, labels, prototype_scores, n_way=1, k_shot=1, n_query=1, n_unknown=1, episodes=1)
+    assert smallest.episodes == 1 and np.isnan(smallest.report.false_accept.ci95)
+    assert capsys.readouterr().err == ""
+    calibrate(embeddings, labels, prototype_scores, episodes=3, progress=True)
+    shown = capsys.readouterr().err
+    assert "calibrating:" in shown and "reporting:" in shown
