@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pixels_support import SIZE, distance, flat_protonet, image
 from safetensors.torch import save
 
 from fewshot.errors import BusyError, FewShotError, NotFoundError
@@ -25,30 +26,11 @@ from fewshot.gallery.storage import GalleryStore, NewExample, _translate
 from fewshot.runs import build_method
 from fewshot.training.config import RunConfig
 
-SIZE = 4
-
-
-def flat_protonet(**options) -> GalleryModel:
-    """ProtoNet over the flatten encoder: an embedding is the image's pixels / 255."""
-    config = RunConfig(method="protonet", encoder="flatten", image_size=SIZE, dataset="folder", options=options)
-    return GalleryModel(config, save(build_method(config).state_dict()), "runs/pixels")
-
 
 @pytest.fixture(scope="module")
 def pixels_model() -> GalleryModel:
     """Distances squared Euclidean (ProtoNet's default)."""
     return flat_protonet()
-
-
-def image(value: int, corner: int = 0) -> np.ndarray:
-    """A model input: every pixel ``value``, but the first ``corner`` pixels 255."""
-    pixels = np.full((1, SIZE, SIZE), value, np.uint8)
-    pixels.reshape(-1)[:corner] = 255
-    return pixels
-
-
-def distance(a: np.ndarray, b: np.ndarray) -> float:
-    return float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).sum() / 255 ** 2)
 
 
 def test_each_image_is_stored_once_and_every_add_is_there_for_the_next_open(tmp_path, pixels_model):
