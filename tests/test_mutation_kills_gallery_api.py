@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from pixels_support import SIZE, flat_protonet, image
 from synthetic import make_dataset
 
-from fewshot.errors import FewShotError, NotFoundError
-from fewshot.gallery import Gallery
+from fewshot.errors import BusyError, FewShotError, NotFoundError
+from fewshot.gallery import Gallery, GalleryModel
 from fewshot.gallery.storage import GalleryStore
 
 
@@ -116,3 +117,127 @@ def test_reembedding_moves_every_example_and_keeps_or_resets_the_match(tmp_path,
         assert g.match == "prototype"
     with Gallery.open(path) as g:
         assert g.match == "prototype" and g.recognise([image(5)])[0].name == "a"
+        assert g.index_note is None  # the index of the new model was saved on close, not rebuilt on opening
+
+
+def write_run(model: GalleryModel, run: Path) -> Path:
+    """A run directory as ``fewshot train`` leaves it, holding ``model``'s config and weights."""
+    run.mkdir()
+    (run / "config.yaml").write_text(model.config_text)
+    (run / "model.safetensors").write_bytes(model.weights)
+    return run
+
+
+def test_a_gallery_is_made_from_a_run_directory_and_moved_to_another(tmp_path):
+    first, second = write_run(flat_protonet(), tmp_path / "r1"), write_run(flat_protonet(n_way=3), tmp_path / "r2")
+    path = tmp_path / "g.gallery"
+    with Gallery.create(path, first) as g:
+        g.add("a", [image(0), image(30)])
+        assert g.model.source == str(first)
+        with pytest.raises(NotFoundError, match=f"^{path} has no class named 'zz'$"):
+            g.examples("zz")
+        assert g.reembed(second) == 2 and g.model.source == str(second)
+    with Gallery.open(path, second) as g:
+        assert g.recognise([image(20)])[0].name == "a"
+    fingerprints = (GalleryModel.from_run(second).fingerprint[:12], GalleryModel.from_run(first).fingerprint[:12])
+    with pytest.raises(FewShotError, match=(rf"^{path} is bound to the model of {second} \(fingerprint "
+                                            rf"{fingerprints[0]}\), not to that of {first} \(fingerprint "
+                                            rf"{fingerprints[1]}\); open it without --run, or move it to the new "
+                                            rf"model with `fewshot gallery reembed {path} --run {first}`$")):
+        Gallery.open(path, first)
+
+
+def test_classes_page_by_offset_and_limit_and_say_when_they_were_added(tmp_path):
+    before = time.time()
+    with Gallery.create(tmp_path / "g.gallery", flat_protonet()) as g:
+        for i, name in enumerate("abc"):
+            g.add(name, [image(10 * i + k) for k in range(i + 1)])
+        assert [(c.name, c.examples) for c in g.classes()] == [("a", 1), ("b", 2), ("c", 3)]
+        assert all(before <= c.added <= time.time() for c in g.classes())
+        assert [c.name for c in g.classes(1)] == ["b", "c"] and [c.name for c in g.classes(1, 1)] == ["b"]
+        assert g.classes(limit=0) == [] and g.classes(2**63) == [] and len(g.classes(0, 2**63)) == 3
+        for offset, limit in ((-1, None), (0, -1), (-1, 5)):
+            with pytest.raises(FewShotError, match=f"^offset and limit are counts, 0 or more; got {offset} and "
+                                                   f"{limit}$"):
+                g.classes(offset, limit)
+
+
+def test_recognise_answers_each_query_by_the_galleries_own_match_unless_told(tmp_path):
+    path = tmp_path / "g.gallery"
+    with Gallery.create(path, flat_protonet(), match="example") as g:
+        with pytest.raises(FewShotError, match=(f"^{path} has no classes yet; add some with `fewshot gallery add "
+                                                f"{path} --name NAME IMAGE...`$")):
+            g.recognise([image(0)])
+        g.add("a", [image(0), image(100)])
+        g.add("b", [image(60)])
+        g.add("c", [image(250)])
+        query = image(45)  # nearest to a's mean (50), and to b's one example (60) of all examples
+        (answer,) = g.recognise([query], top=3)
+        assert (answer.source, answer.name, answer.calibrated, answer.threshold) == ("array 1", "b", False, None)
+        assert [m.name for m in answer.top] == ["b", "a", "c"] and len(g.recognise([query])[0].top) == 1
+        assert answer.margin == pytest.approx(answer.top[1].distance - answer.top[0].distance)
+        assert g.recognise([query], match="prototype")[0].name == "a"
+        assert answer.notes == [("uncalibrated: no query is called unknown; run `fewshot gallery calibrate` to set "
+                                "the threshold")]
+        for top in (0, -1, True, 1.5, "2"):
+            with pytest.raises(FewShotError, match=f"^top must be a positive integer, got {top!r}$"):
+                g.recognise([query], top=top)
+
+
+def test_a_calibration_serves_its_own_match_and_every_setting_reaches_it(tmp_path, capsys):
+    with Gallery.create(tmp_path / "g.gallery", flat_protonet()) as g:
+        for i in range(3):
+            g.add(f"c{i}", [image(80 * i)])  # one example each: 1-shot
+        result = g.calibrate(shapes(30, 8), episodes=7, unknown=4, target=0.05, seed=3, progress=True)
+        assert "calibrating" in capsys.readouterr().err
+        assert (result.k_shot, result.n_unknown, result.episodes, result.target_false_accept) == (1, 4, 7, 0.05)
+        assert g.calibrate(shapes(30, 8), episodes=7, unknown=4, target=0.05).threshold != result.threshold  # seed 0
+        by_example = g.calibrate(shapes(30, 8), episodes=30, shot=3, match="example")
+        by_prototype = g.calibrate(shapes(30, 8), episodes=30, shot=3)
+        assert (by_example.match, by_prototype.match) == ("example", "prototype")
+        assert by_example.threshold != by_prototype.threshold
+        with pytest.raises(FewShotError, match="^a protonet gallery matches by prototype or example, not 'pairs'$"):
+            g.calibrate(shapes(30, 8), episodes=7, match="pairs")
+        (answer,) = g.recognise([image(0)])
+        assert answer.calibrated and answer.threshold == by_prototype.threshold and answer.notes == []
+        (other,) = g.recognise([image(0)], match="example")
+        assert not other.calibrated
+        assert other.notes == [("uncalibrated for example matching (the calibration is for prototype); no query is "
+                               "called unknown")]
+        info = g.info()
+        assert info["calibration"] == by_prototype.to_dict() and info["notes"] == []
+
+
+def test_info_describes_the_gallery_and_its_index(tmp_path, monkeypatch):
+    from fewshot.gallery import gallery as gallery_module
+
+    path = tmp_path / "g.gallery"
+    pixels = flat_protonet()
+    with Gallery.create(path, pixels) as g:
+        g.add("a", [image(0), image(9)])
+        assert g.info() == {
+            "path": str(path), "format": 1, "model": pixels.describe(), "fingerprint": pixels.fingerprint,
+            "method": "protonet", "match": "prototype",
+            "preprocessing": {"size": SIZE, "channels": 1, "strokes": False},
+            "classes": 1, "examples": 2, "index": "flat (exact)", "calibration": None,
+            "notes": ["uncalibrated: no query is called unknown; run `fewshot gallery calibrate` to set the threshold"]}
+        monkeypatch.setattr(gallery_module, "EXACT_UP_TO", 3)
+        g.add("b", [image(50), image(60)])  # past 3 examples: the index turns approximate
+        assert g.info()["index"] == "HNSW (approximate)" and g.info()["examples"] == 4
+    (path.parent / (path.name + ".index")).write_bytes(b"damaged")
+    with Gallery.open(path) as g:
+        assert g.info()["notes"][-1].startswith(f"the index file {path}.index was unreadable (")
+        assert g.info()["notes"][-1].endswith("); rebuilt it")
+
+
+def test_a_gallery_opened_with_a_timeout_waits_that_long_for_another_writer(tmp_path):
+    path = tmp_path / "g.gallery"
+    Gallery.create(path, flat_protonet()).close()
+    writer = GalleryStore(path)
+    with writer.write(), Gallery.open(path, timeout=0.05) as g:
+        started = time.perf_counter()
+        with pytest.raises(BusyError, match=r"\(waited 0\.05 s\)"):
+            g.add("a", [image(0)])
+        assert time.perf_counter() - started < 2
+        assert g.model.source == "runs/pixels"  # the stored model names the run it came from
+    writer.close()

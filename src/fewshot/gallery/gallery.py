@@ -618,12 +618,14 @@ class Gallery:
     # -- looking -------------------------------------------------------------------------------------------
 
     def classes(self, offset: int = 0, limit: int | None = None) -> list[ClassInfo]:
-        """The classes, oldest first, with their numbers of examples."""
+        """The classes, oldest first, with their numbers of examples: ``limit`` of them (all when None) after the
+        first ``offset``."""
         if offset < 0 or (limit is not None and limit < 0):
             raise FewShotError(f"offset and limit are counts, 0 or more; got {offset} and {limit}")
+        everything = 2**62  # beyond any count SQLite stores, and within its 64-bit integers
         with self._lock:
-            return [ClassInfo(name, n, added)
-                    for _, name, n, added in self._store.classes(min(offset, 2**62), min(limit or 2**62, 2**62))]
+            page = self._store.classes(min(offset, everything), everything if limit is None else min(limit, everything))
+            return [ClassInfo(name, n, added) for _, name, n, added in page]
 
     def examples(self, name: str) -> list[tuple[int, float, str]]:
         """``(example id, when added, source)`` of a class's examples."""
