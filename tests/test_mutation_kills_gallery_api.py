@@ -241,3 +241,136 @@ def test_a_gallery_opened_with_a_timeout_waits_that_long_for_another_writer(tmp_
         assert time.perf_counter() - started < 2
         assert g.model.source == "runs/pixels"  # the stored model names the run it came from
     writer.close()
+
+
+def index_files(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(path.name + ".index*"))
+
+
+def answers(g: Gallery, queries: list[np.ndarray], match: str = "prototype") -> list[list[tuple[str, float]]]:
+    return [[(m.name, m.distance) for m in a.top] for a in g.recognise(queries, top=3, match=match)]
+
+
+def assert_same(got: list[list[tuple[str, float]]], expected: list[list[tuple[str, float]]]) -> None:
+    assert [[n for n, _ in row] for row in got] == [[n for n, _ in row] for row in expected]
+    assert [[d for _, d in row] for row in got] == [pytest.approx([d for _, d in row], rel=1e-5, abs=1e-6)
+                                                    for row in expected]
+
+
+def test_the_index_rebuilt_from_sqlite_gives_the_answers_kept_as_the_gallery_changed(tmp_path, monkeypatch):
+    from fewshot.gallery import gallery as gallery_module
+
+    monkeypatch.setattr(GalleryStore, "embeddings", functools.partialmethod(GalleryStore.embeddings, batch=2))
+    path = tmp_path / "g.gallery"
+    queries = [image(v) for v in (0, 70, 140, 255)]
+    with Gallery.create(path, flat_protonet()) as g:
+        g.add("a", [image(0), image(30)])
+        g.add("b", [image(100), image(140), image(120)])
+        g.add("a", [image(60)])  # a's examples in two adds, and across two batches of a rebuild
+        g.add("c", [image(250)])
+        kept = answers(g, queries) + answers(g, queries, "example")
+        means = {"a": 30, "b": 120, "c": 250}
+        assert [d for _, d in kept[1]] == pytest.approx(sorted(distance_to(70, v) for v in means.values()), rel=1e-5)
+    assert index_files(path)
+    for f in index_files(path):
+        f.unlink()
+    with Gallery.open(path) as g:  # no index file: rebuilt from SQLite alone, in batches of 2 examples
+        assert g.index_note is None
+        assert_same(answers(g, queries) + answers(g, queries, "example"), kept)
+        g.remove_example(2)  # a loses image(30): its prototype is read again from SQLite
+        g.add("b", [image(200)])  # b's running sum, restarted after the reopening
+        changed = answers(g, queries)
+    with Gallery.open(path) as g:  # the index file written on close
+        assert_same(answers(g, queries), changed)
+        assert [m.distance for m in g.recognise([image(30)], top=3)[0].top if m.name in "ab"] == pytest.approx(
+            sorted([distance_to(30, 30), distance_to(30, 140)]), rel=1e-5, abs=1e-6)  # a: (0 + 60) / 2
+    assert index_files(path)
+    monkeypatch.setattr(gallery_module, "EXACT_UP_TO", 7)
+    for f in index_files(path):
+        f.unlink()
+    with Gallery.open(path) as g:  # 7 examples: still exact
+        assert g.info()["index"] == "flat (exact)"
+        g.add("d", [image(5)])
+    for f in index_files(path):
+        f.unlink()
+    with Gallery.open(path) as g:  # 8 examples: rebuilt approximate
+        assert g.info()["index"] == "HNSW (approximate)"
+        assert answers(g, queries)[1][0][0] == "a"
+
+
+def distance_to(query: int, mean: float) -> float:
+    """The distance of a uniform image of value ``query`` from a uniform image of value ``mean``."""
+    return SIZE * SIZE * ((query - mean) / 255) ** 2
+
+
+def test_an_index_file_of_another_gallery_or_a_later_state_is_not_trusted(tmp_path):
+    big, small = tmp_path / "big.gallery", tmp_path / "small.gallery"
+    with Gallery.create(big, flat_protonet()) as g:
+        for i in range(5):
+            g.add(f"b{i}", [image(40 * i)])
+    with Gallery.create(small, flat_protonet()) as g:
+        g.add("s", [image(7)])
+    for f in index_files(big):  # the same model's index of 5 changes, beside a gallery of 1
+        f.rename(tmp_path / f.name.replace("big", "small"))
+    with Gallery.open(small) as g:
+        assert [c.name for c in g.classes()] == ["s"] and g.recognise([image(200)])[0].name == "s"
+        assert g.index_note.startswith(f"the index file {small}.index was unreadable (it was made for another model, "
+                                       "format or state of the gallery); rebuilt it")
+    other, mine = tmp_path / "other.gallery", tmp_path / "mine.gallery"
+    with Gallery.create(other, flat_protonet(n_way=3)) as g:  # another model's index, of an earlier state
+        g.add("x", [image(1)])
+    with Gallery.create(mine, flat_protonet()) as g:
+        g.add("y", [image(2)])
+        g.add("z", [image(3)])
+    for f in index_files(mine):
+        f.unlink()
+    for f in index_files(other):
+        f.rename(tmp_path / f.name.replace("other", "mine"))
+    with Gallery.open(mine) as g:
+        assert "made for another model" in g.index_note and [c.name for c in g.classes()] == ["y", "z"]
+
+
+def test_an_index_of_an_earlier_state_is_brought_up_to_date_and_each_close_saves_it(tmp_path):
+    path = tmp_path / "g.gallery"
+    with Gallery.create(path, flat_protonet()) as g:
+        g.add("a", [image(0)])
+    saved = {f.name: f.read_bytes() for f in index_files(path)}
+    with Gallery.open(path) as g:
+        g.add("b", [image(200)])
+    for f in index_files(path):
+        f.unlink()
+    for name, data in saved.items():  # the index of one change before
+        (tmp_path / name).write_bytes(data)
+    with Gallery.open(path) as g:
+        assert g.index_note is None and g.recognise([image(190)])[0].name == "b"
+    one = tmp_path / "one.gallery"
+    with Gallery.create(one, flat_protonet()) as g:  # generation 1 after one add
+        g.add("a", [image(0)])
+    for f in index_files(one):
+        f.unlink()
+    Gallery.open(one).close()  # rebuilt at generation 1, and saved
+    assert index_files(one)
+
+
+def test_a_gallery_bigger_than_twice_its_calibration_says_so(tmp_path):
+    with Gallery.create(tmp_path / "g.gallery", flat_protonet()) as g:
+        for i in range(4):
+            g.add(f"c{i}", [image(60 * i)])
+        g.calibrate(shapes(30, 8), episodes=5, way=2)
+        assert g.recognise([image(0)])[0].notes == []  # 4 classes: twice 2
+        g.add("c4", [image(250)])
+        assert g.recognise([image(0)])[0].notes == [
+            "calibrated at 2 classes; the gallery now holds 5: recalibrate for the stated false-accept rate"]
+        g.calibrate(shapes(30, 8), episodes=5, way=1)
+        assert len(g.recognise([image(0)])[0].notes) == 1  # 5 classes, more than twice 1
+    with Gallery.create(tmp_path / "h.gallery", flat_protonet()) as g:
+        for i in range(3):
+            g.add(f"c{i}", [image(60 * i)])
+        g.calibrate(shapes(30, 8), episodes=5, way=1)
+        assert "now holds 3" in g.recognise([image(0)])[0].notes[0]
+
+
+def test_the_packaged_calibration_comes_only_with_the_match_it_was_made_for(tmp_path):
+    assert Gallery.create(tmp_path / "p.gallery").calibration is not None
+    assert Gallery.create(tmp_path / "e.gallery", match="example").calibration is None
+    assert Gallery.create(tmp_path / "o.gallery", flat_protonet()).calibration is None

@@ -99,7 +99,7 @@ class Gallery:
         ...     print(gallery.recognise(["q1.png"], top=2)[0])
     """
 
-    def __init__(self, store: GalleryStore, model: GalleryModel, index_note: str | None = None) -> None:
+    def __init__(self, store: GalleryStore, model: GalleryModel) -> None:
         self._store, self.model = store, model
         self.path = store.path
         self.index_path = self.path.with_name(self.path.name + INDEX_SUFFIX)
@@ -107,7 +107,7 @@ class Gallery:
         self.match = meta["match"]
         self._lock = threading.RLock()
         self._saved_generation = -1
-        self.index_note = index_note
+        self.index_note: str | None = None  # what happened to the index file, for info()
         self._load_state()
 
     # -- opening -------------------------------------------------------------------------------------------
