@@ -11,9 +11,9 @@ from fewshot.training.config import RunConfig
 SIZE = 4
 
 
-def flat_protonet(size: int = SIZE, method: str = "protonet", **options) -> GalleryModel:
+def flat_protonet(size: int = SIZE, method: str = "protonet", dataset: str = "folder", **options) -> GalleryModel:
     """ProtoNet (or ``method``) over the flatten encoder: an embedding is the image's pixels / 255."""
-    config = RunConfig(method=method, encoder="flatten", image_size=size, dataset="folder", options=options)
+    config = RunConfig(method=method, encoder="flatten", image_size=size, dataset=dataset, options=options)
     return GalleryModel(config, save(build_method(config).state_dict()), "runs/pixels")
 
 

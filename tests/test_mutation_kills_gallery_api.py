@@ -374,3 +374,82 @@ def test_the_packaged_calibration_comes_only_with_the_match_it_was_made_for(tmp_
     assert Gallery.create(tmp_path / "p.gallery").calibration is not None
     assert Gallery.create(tmp_path / "e.gallery", match="example").calibration is None
     assert Gallery.create(tmp_path / "o.gallery", flat_protonet()).calibration is None
+
+
+def test_images_come_as_a_file_path_bytes_a_named_pair_or_an_array_and_one_alone(tmp_path):
+    from PIL import Image
+
+    drawing = tmp_path / "ink.png"  # dark on light: inverted for a drawing model, noted
+    Image.fromarray(np.full((SIZE, SIZE), 200, np.uint8)).save(drawing)
+    light = (tmp_path / "light.png")
+    Image.fromarray(np.full((SIZE, SIZE), 90, np.uint8)).save(light)
+    with Gallery.create(tmp_path / "g.gallery", flat_protonet()) as g:
+        first = g.add("a", str(drawing))  # one path, not in a list
+        assert first.example_ids == [1] and first.notes == {}  # a folder model: not a drawing, not inverted
+        assert np.array_equal(g.example_pixels(1), np.full((1, SIZE, SIZE), 200, np.uint8))
+        assert g.examples("a")[0][2] == str(drawing)
+        second = g.add("a", [light, ("named.png", light.read_bytes()), light.read_bytes(), image(0), image(0),
+                              image(7)])
+        assert second.example_ids == [2, 3, 4] and [d[0] for d in second.duplicates] == ["named.png", "image 3",
+                                                                                      "array 5"]
+        assert [e[2] for e in g.examples("a")] == [str(drawing), str(light), "array 4", "array 6"]
+        assert g.recognise(light.read_bytes())[0].source == "image 1"
+    with Gallery.create(tmp_path / "d.gallery", flat_protonet(dataset="omniglot")) as g:
+        assert g.add("a", [drawing]).notes == {str(drawing): [
+            "inverted to bright strokes on dark, as the model was trained"]}
+    with Gallery.create(tmp_path / "e.gallery", flat_protonet()) as g:
+        with pytest.raises(FewShotError, match="^no images given; pass at least one PNG or JPEG image$"):
+            g.add("a", [])
+        with pytest.raises(FewShotError, match=("^image 2 is a int; pass PNG/JPEG bytes, a file path or a model "
+                                                "input array$")):
+            g.add("a", [image(0), 5])
+        assert g.info()["examples"] == 0
+
+
+def test_another_connection_catches_up_with_a_dropped_class_and_an_add_at_once(tmp_path):
+    path = tmp_path / "g.gallery"
+    with Gallery.create(path, flat_protonet()) as g, Gallery.open(path) as other:
+        g.add("a", [image(0)])
+        g.add("b", [image(100)])
+        g.add("c", [image(200)])
+        assert other.info()["classes"] == 3
+        g.remove_class("a")  # dropped, then b grows, before the other connection looks again
+        g.add("b", [image(140)])
+        assert other.info()["classes"] == 2 and [c.name for c in other.classes()] == ["b", "c"]
+        answer = other.recognise([image(120)], top=3)[0]
+        assert [m.name for m in answer.top] == ["b", "c"]
+        assert answer.top[0].distance == pytest.approx(distance_to(120, 120), abs=1e-6)
+        g.reembed(flat_protonet(n_way=4))
+        with pytest.raises(FewShotError, match=f"^{path} was moved to another model by another process; open it "
+                                               "again$"):
+            other.recognise([image(0)])
+
+
+def test_the_index_turns_approximate_only_past_its_exact_limit(tmp_path, monkeypatch):
+    from fewshot.gallery import gallery as gallery_module
+
+    monkeypatch.setattr(gallery_module, "EXACT_UP_TO", 3)
+    with Gallery.create(tmp_path / "g.gallery", flat_protonet()) as g:
+        g.add("a", [image(0), image(9)])
+        g.add("b", [image(50)])
+        assert g.info()["index"] == "flat (exact)"  # 3: at the limit
+        g.add("b", [image(60)])
+        assert g.info()["index"] == "HNSW (approximate)"
+
+
+def test_an_index_file_that_cannot_be_written_is_noted_and_nothing_else_is_lost(tmp_path):
+    path = tmp_path / "g.gallery"
+    Path(str(path) + ".index").mkdir()  # in the way of the index file
+    with pytest.raises(FewShotError, match=(f"^{path}.index is a folder, where the gallery's index file goes; move "
+                                            "it away or choose another path$")):
+        Gallery.create(path, flat_protonet())
+    assert not path.exists()
+    Path(str(path) + ".index").rmdir()
+    with Gallery.create(path, flat_protonet()) as g:
+        g.add("a", [image(0)])
+        Path(str(path) + ".index").mkdir()
+        g.save_index()
+        assert g.index_note == (f"could not write the index file {path}.index (Is a directory); it will be rebuilt "
+                                "on the next open")
+    with Gallery.open(path) as g:
+        assert [c.name for c in g.classes()] == ["a"]

@@ -127,8 +127,12 @@ class Gallery:
         model = run if isinstance(run, GalleryModel) else GalleryModel.from_run(run, device)
         match = check_match(model.method, match)
         meta = {"match": match, "preprocessing": json.dumps(model.preprocessing.to_dict())}
+        index_path = Path(str(path) + INDEX_SUFFIX)
+        if index_path.is_dir():
+            raise FewShotError(f"{index_path} is a folder, where the gallery's index file goes; move it away or "
+                               f"choose another path")
         store = GalleryStore.create(path, meta, (model.config_text, model.weights, model.fingerprint, model.source))
-        remove_index_files(Path(str(path) + INDEX_SUFFIX))
+        remove_index_files(index_path)
         gallery = cls(store, model)
         calibration = model_dir() / CALIBRATION_FILE
         if packaged and calibration.exists():
