@@ -274,8 +274,8 @@ def test_the_loss_is_wrapped_in_ddp_only_when_there_are_several_processes(tmp_pa
     loss, same = alone(batch)
     assert torch.equal(loss, expected) and same.keys() == metrics.keys()
     with pytest.raises(FewShotError, match=(r"^--sync-bn needs CUDA GPUs \(torch's SyncBatchNorm runs on CUDA "
-                                            r"only\): use --device cuda, or leave --sync-bn out and batch norm statistics stay per "
-                                            r"process$")):
+                                            r"only\): use --device cuda, or leave --sync-bn out and batch norm "
+                                            r"statistics stay per process$")):
         wrap_for_training(method, Group(rank=0, world_size=2), sync_bn=True)
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:

@@ -77,7 +77,8 @@ def test_calibrating_defaults_to_the_gallery_size_capped_by_the_data(tmp_path, c
         assert g.calibrate(shapes(16, 8), episodes=5).n_way == 3  # 16 // 2 - 5 classes: 3
         assert g.calibrate(shapes(14, 8), episodes=5).n_way == 2
         assert g.calibrate(shapes(30, 6), episodes=5).k_shot == 1  # 6 images a class: 5 are queries
-        assert g.calibrate(shapes(30, 8), episodes=5, queries=3, unknown=4).n_way == 3
+        assert (g.calibrate(shapes(30, 8), episodes=5, queries=3, unknown=4).n_way, result.n_query) == (3, 5)
+        assert g.calibrate(shapes(30, 8), episodes=5, queries=3).n_query == 3
         assert capsys.readouterr().err == ""
         assert g.calibrate(shapes(40, 8), episodes=5, way=12, shot=3).n_way == 12
         full = g.calibrate(shapes(30, 8), target=0.05)
@@ -453,3 +454,16 @@ def test_an_index_file_that_cannot_be_written_is_noted_and_nothing_else_is_lost(
                                 "on the next open")
     with Gallery.open(path) as g:
         assert [c.name for c in g.classes()] == ["a"]
+
+
+def test_an_empty_gallery_and_an_emptied_one_reopen_from_their_index_files(tmp_path):
+    path = tmp_path / "g.gallery"
+    Gallery.create(path, flat_protonet()).close()
+    with Gallery.open(path) as g:
+        assert g.index_note is None and g.info()["classes"] == 0
+        g.add("a", [image(0)])
+        g.remove_class("a")
+    with Gallery.open(path) as g:
+        assert g.index_note is None and g.info()["examples"] == 0
+        g.add("b", [image(9)])
+        assert g.recognise([image(0)])[0].name == "b"

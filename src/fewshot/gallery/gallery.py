@@ -126,7 +126,7 @@ class Gallery:
             run = model_dir()
         model = run if isinstance(run, GalleryModel) else GalleryModel.from_run(run, device)
         match = check_match(model.method, match)
-        meta = {"match": match, "preprocessing": json.dumps(model.preprocessing.to_dict())}
+        meta = {"match": match}
         index_path = Path(str(path) + INDEX_SUFFIX)
         if index_path.is_dir():
             raise FewShotError(f"{index_path} is a folder, where the gallery's index file goes; move it away or "
@@ -613,7 +613,7 @@ class Gallery:
 
         with self._lock:
             self._store.replace_model((new.config_text, new.weights, new.fingerprint, new.source), batches(),
-                                      {"match": match, "preprocessing": json.dumps(new.preprocessing.to_dict())})
+                                      {"match": match})
             self.model, self.match = new, match
             self._saved_generation = -1
             self._load_state()
