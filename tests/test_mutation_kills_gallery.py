@@ -78,10 +78,16 @@ def test_the_prototype_is_the_class_mean_and_the_example_match_its_nearest_membe
 def test_a_cosine_gallery_searches_by_angle_beyond_the_candidates_nearest_in_euclidean_distance(tmp_path):
     """Eleven classes nearer to the query in Euclidean distance than the one pointing its way: more than the
     index's candidates (the top two and eight more), so a Euclidean search would never score that one."""
-    with Gallery.create(tmp_path / "g.gallery", flat_protonet(distance="cosine")) as g:
+    path = tmp_path / "g.gallery"
+    with Gallery.create(path, flat_protonet(distance="cosine")) as g:
         for k in range(1, 12):
             g.add(f"near{k}", [image(100, corner=k)])
         g.add("parallel", [image(250)])
+        answer = g.recognise([image(100)])[0]
+        assert (answer.name, answer.distance) == ("parallel", pytest.approx(0.0, abs=1e-6))
+        g.remove_class("parallel")
+    with Gallery.open(path) as g:  # the index read from its file searches by angle too, here one of small norm
+        g.add("parallel", [image(40)])
         answer = g.recognise([image(100)])[0]
         assert (answer.name, answer.distance) == ("parallel", pytest.approx(0.0, abs=1e-6))
 

@@ -467,3 +467,27 @@ def test_an_empty_gallery_and_an_emptied_one_reopen_from_their_index_files(tmp_p
         assert g.index_note is None and g.info()["examples"] == 0
         g.add("b", [image(9)])
         assert g.recognise([image(0)])[0].name == "b"
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_an_up_to_date_index_file_is_read_not_rebuilt(tmp_path, distance):
+    """The embeddings in SQLite are changed behind the gallery's back: answers from the index file keep the old
+    ones, so the file was read; without it they follow SQLite."""
+    import sqlite3
+
+    path = tmp_path / "g.gallery"
+    model = flat_protonet(distance=distance)
+    queries = [image(10), image(120, 3), image(240, 5)]
+    with Gallery.create(path, model) as g:
+        g.add("a", [image(0), image(20, 2)])
+        g.add("b", [image(200, 4)])
+        before = answers(g, queries) + answers(g, queries, "example")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE examples SET embedding = ?", (np.full(SIZE * SIZE, 0.5, np.float32).tobytes(),))
+    with Gallery.open(path) as g:
+        assert g.index_note is None
+        assert_same(answers(g, queries) + answers(g, queries, "example"), before)
+    for f in index_files(path):
+        f.unlink()
+    with Gallery.open(path) as g:
+        assert answers(g, queries)[0][0][1] == pytest.approx(answers(g, queries)[0][1][1])  # every class alike now
