@@ -491,3 +491,16 @@ def test_an_up_to_date_index_file_is_read_not_rebuilt(tmp_path, distance):
         f.unlink()
     with Gallery.open(path) as g:
         assert answers(g, queries)[0][0][1] == pytest.approx(answers(g, queries)[0][1][1])  # every class alike now
+
+
+def test_a_class_added_and_removed_between_two_looks_of_another_connection_is_never_seen(tmp_path):
+    path = tmp_path / "g.gallery"
+    with Gallery.create(path, flat_protonet()) as g, Gallery.open(path) as other:
+        g.add("a", [image(0), image(20)])
+        assert other.recognise([image(10)])[0].name == "a"
+        g.add("brief", [image(90)])
+        g.remove_class("brief")
+        g.remove_example(2)  # and a loses an example
+        assert [c.name for c in other.classes()] == ["a"] and other.info()["classes"] == 1
+        answer = other.recognise([image(90)], top=3)[0]
+        assert [m.name for m in answer.top] == ["a"] and answer.distance == pytest.approx(distance_to(90, 0))
