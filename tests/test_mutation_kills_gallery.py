@@ -304,6 +304,7 @@ def test_a_drawing_is_prepared_as_bright_strokes_on_dark_with_each_conversion_no
     assert dark.notes == [] and np.array_equal(dark.pixels, plain.pixels)
     photo = prepare_image(png(ink_on_paper("L")), Preprocessing(8, 1, strokes=False))
     assert photo.notes == [] and photo.pixels[0, 0, 0] == 230  # not a drawing: never inverted
+    assert photo.source == "image"  # unnamed
     rgb = prepare_image(png(ink_on_paper("L")), Preprocessing(8, 3, strokes=False))
     assert rgb.notes == ["converted grayscale (L) to RGB: the model reads RGB images"] and rgb.pixels.shape == (3, 8, 8)
     assert prepare_image(png(ink_on_paper("RGB")), Preprocessing(8, 3, strokes=False)).notes == []
