@@ -7,6 +7,9 @@
 #   MUTATION_RERUN=1 bash benchmarks/mutation.sh training/trainer.py
 #                                                    # only the mutants the module's last run left alive, after
 #                                                    # new tests were written against them
+#   MUTATION_RERUN=1 MUTATION_ALSO='fewshot.gallery.gallery.xǁGalleryǁcreate__mutmut_*' bash benchmarks/mutation.sh \
+#       gallery/gallery.py                           # and every mutant of a function changed since that run (its
+#                                                    # mutants are numbered anew): mutmut name patterns
 #
 # It mutates a snapshot of the last commit (git archive HEAD) in a temporary folder, so edits in the
 # working tree are neither mutated nor disturbed. One mutmut run per module, with one child process and
@@ -102,11 +105,15 @@ TOML
     [ -f "$last" ] || { echo "no earlier run of $module to take the survivors of" >&2; exit 2; }
     names=($(survivors "$last"))
     results=rerun.txt label=" (the ${#names[@]} survivors of its last run, again)"
+    read -ra also <<< "${MUTATION_ALSO:-}"  # patterns, kept from the shell's globbing
+    [ ${#also[@]} -eq 0 ] || { names+=("${also[@]}"); label="$label, and ${MUTATION_ALSO}"; }
   fi
   mutmut run --max-children "${MUTATION_JOBS:-1}" "${names[@]}" > "$dir/run.log" 2>&1 ||
     echo "mutmut exited $? (see $dir/run.log)"
   if [ ${#names[@]} -gt 0 ]; then
-    mutmut results --all true 2>&1 | grep -F -f <(printf '%s:\n' "${names[@]}") > "$dir/$results" || true
+    # a name, or a pattern whose * stands for a mutant's number, then the status
+    mutmut results --all true 2>&1 |
+      grep -E -f <(printf '%s\n' "${names[@]}" | sed 's/\./\\./g; s/\*/[0-9]+/g; s/^/^ */; s/$/: /') > "$dir/$results" || true
   else
     mutmut results --all true > "$dir/$results" 2>&1 || true
   fi
