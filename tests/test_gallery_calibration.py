@@ -210,7 +210,7 @@ def test_open_set_episodes_show_progress_only_when_asked_and_need_enough_classes
                       **common)
     assert "drawing" in capsys.readouterr().err
     open_set_episodes(embeddings, labels, np.arange(5), prototype_scores, n_unknown=2, progress=True, **common)
-    assert "open-set episodes" in capsys.readouterr().err
+    assert "\ropen-set episodes:" in capsys.readouterr().err
     with pytest.raises(FewShotError, match=r"^an episode needs 3 \+ 3 classes; only 5 are available$"):
         open_set_episodes(embeddings, labels, np.arange(5), prototype_scores, n_unknown=3, **common)
 
