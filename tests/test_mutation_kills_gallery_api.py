@@ -1,6 +1,7 @@
 """The gallery's own API (fewshot.gallery.gallery) on a model that embeds an image as its pixels: what an add
-returns, the model inputs it takes, example ids out of range, the calibration's defaults and moving to another
-model. No training, so mutation testing (benchmarks/mutation.sh) can run these once per mutant."""
+takes and returns, example ids out of range, paging, recognising and calibrating, moving to another model, and
+the index derived from SQLite (rebuilt, read from its file, caught up across connections). No training, so
+mutation testing (benchmarks/mutation.sh) can run these once per mutant; docs/benchmarks.md lists what they kill."""
 from __future__ import annotations
 
 import functools
