@@ -4,7 +4,6 @@ The gallery tests train a small ProtoNet first (seconds per run); these need no 
 testing (benchmarks/mutation.sh) can run them once per mutant. docs/benchmarks.md lists what they kill."""
 from __future__ import annotations
 
-import io
 import re
 import sqlite3
 import threading
@@ -13,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import png_bytes
 from PIL import Image
 from pixels_support import SIZE, distance, flat_protonet, image
 from safetensors.torch import save
@@ -274,12 +274,6 @@ def test_a_class_name_of_100_characters_is_accepted_and_names_are_nfc_normalised
     assert check_class_name("e\u0301t\u00e9") == "\u00e9t\u00e9"
 
 
-def png(image: Image.Image, **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format="PNG", **options)
-    return out.getvalue()
-
-
 def ink_on_paper(mode: str, size: int = 8) -> Image.Image:
     """A dark vertical stroke on a light background."""
     image = Image.new("L", (size, size), 230)
@@ -291,30 +285,30 @@ DRAWING = Preprocessing(8, 1, strokes=True)
 
 
 def test_a_drawing_is_prepared_as_bright_strokes_on_dark_with_each_conversion_noted():
-    plain = prepare_image(png(ink_on_paper("L")), DRAWING, "a.png")
+    plain = prepare_image(png_bytes(ink_on_paper("L")), DRAWING, "a.png")
     assert plain.source == "a.png" and plain.pixels.dtype == np.uint8 and plain.pixels.shape == (1, 8, 8)
     assert plain.pixels.flags["C_CONTIGUOUS"]
     assert plain.notes == ["inverted to bright strokes on dark, as the model was trained"]
     assert (plain.pixels[0, :, 3] == 255 - 20).all() and (plain.pixels[0, :, 0] == 255 - 230).all()
-    colour = prepare_image(png(ink_on_paper("RGB")), DRAWING)
+    colour = prepare_image(png_bytes(ink_on_paper("RGB")), DRAWING)
     assert colour.notes == ["converted RGB to grayscale: the model reads grayscale images",
                             "inverted to bright strokes on dark, as the model was trained"]
     assert np.array_equal(colour.pixels, plain.pixels)
-    dark = prepare_image(png(Image.eval(ink_on_paper("L"), lambda v: 255 - v)), DRAWING)  # already bright on dark
+    dark = prepare_image(png_bytes(Image.eval(ink_on_paper("L"), lambda v: 255 - v)), DRAWING)  # already bright on dark
     assert dark.notes == [] and np.array_equal(dark.pixels, plain.pixels)
-    photo = prepare_image(png(ink_on_paper("L")), Preprocessing(8, 1, strokes=False))
+    photo = prepare_image(png_bytes(ink_on_paper("L")), Preprocessing(8, 1, strokes=False))
     assert photo.notes == [] and photo.pixels[0, 0, 0] == 230  # not a drawing: never inverted
     assert photo.source == "image"  # unnamed
-    rgb = prepare_image(png(ink_on_paper("L")), Preprocessing(8, 3, strokes=False))
+    rgb = prepare_image(png_bytes(ink_on_paper("L")), Preprocessing(8, 3, strokes=False))
     assert rgb.notes == ["converted grayscale (L) to RGB: the model reads RGB images"] and rgb.pixels.shape == (3, 8, 8)
-    assert prepare_image(png(ink_on_paper("RGB")), Preprocessing(8, 3, strokes=False)).notes == []
+    assert prepare_image(png_bytes(ink_on_paper("RGB")), Preprocessing(8, 3, strokes=False)).notes == []
 
 
 @pytest.mark.parametrize("border, inverted", [(127, False), (128, True)])
 def test_a_background_is_light_when_its_border_median_is_above_127(border, inverted):
     image = Image.new("L", (8, 8), border)
     image.paste(0 if inverted else 255, (2, 2, 6, 6))
-    pixels = prepare_image(png(image), DRAWING).pixels
+    pixels = prepare_image(png_bytes(image), DRAWING).pixels
     assert (pixels[0, 0, 0] == 255 - border) == inverted
 
 
@@ -325,7 +319,7 @@ def test_the_background_is_read_from_the_outermost_rows_and_columns(light):
     pixels = np.zeros((8, 8), np.uint8)
     pixels[[0, -1], :] = 255
     image = Image.fromarray(pixels if light == "rows" else pixels.T)
-    prepared = prepare_image(png(image), DRAWING)
+    prepared = prepare_image(png_bytes(image), DRAWING)
     assert prepared.notes == ["inverted to bright strokes on dark, as the model was trained"]
     assert Preprocessing(8, 1, strokes=True).to_dict() == {"size": 8, "channels": 1, "strokes": True}
 
@@ -334,7 +328,7 @@ def test_the_background_is_read_from_the_outermost_rows_and_columns(light):
 def test_a_transparent_background_is_drawn_on_white_first(mode):
     image = Image.new("RGBA", (8, 8), (0, 0, 0, 0))  # transparent black, as canvases export
     image.paste((10, 10, 10, 255), (3, 0, 5, 8))
-    prepared = prepare_image(png(_paletted(image) if mode == "P" else image.convert(mode)), DRAWING)
+    prepared = prepare_image(png_bytes(_paletted(image) if mode == "P" else image.convert(mode)), DRAWING)
     assert prepared.notes[0] == "transparent background drawn on white"
     assert prepared.notes[-1] == "inverted to bright strokes on dark, as the model was trained"
     assert prepared.pixels[0, 0, 0] == 0 and prepared.pixels[0, 0, 3] == 255 - 10
@@ -351,20 +345,20 @@ def _paletted(image: Image.Image) -> Image.Image:
 
 def test_an_opaque_alpha_channel_is_not_a_transparent_background():
     opaque = ink_on_paper("RGBA")
-    assert prepare_image(png(opaque), DRAWING).notes == [
+    assert prepare_image(png_bytes(opaque), DRAWING).notes == [
         "converted RGBA to grayscale: the model reads grayscale images",
         "inverted to bright strokes on dark, as the model was trained"]
 
 
 def test_an_image_over_the_pixel_limit_is_refused_before_decoding(monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 8 * 9)
-    assert prepare_image(png(Image.new("L", (8, 9))), DRAWING).pixels.shape == (1, 8, 8)
+    assert prepare_image(png_bytes(Image.new("L", (8, 9))), DRAWING).pixels.shape == (1, 8, 8)
     with pytest.raises(FewShotError, match=r"^big.png is 9 x 9 pixels, over the limit of 72; send a smaller image "
                                            r"\(the model reads 8 x 8\)$"):
-        prepare_image(png(Image.new("L", (9, 9))), DRAWING, "big.png")
+        prepare_image(png_bytes(Image.new("L", (9, 9))), DRAWING, "big.png")
     monkeypatch.setattr(images, "MAX_PIXELS", 2000)
     with pytest.raises(FewShotError, match="over the limit of 2,000;"):
-        prepare_image(png(Image.new("L", (50, 41))), DRAWING)
+        prepare_image(png_bytes(Image.new("L", (50, 41))), DRAWING)
 
 
 @pytest.mark.parametrize("data, message", [
@@ -374,7 +368,7 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(monkeypatch):
 ])
 def test_an_empty_or_corrupt_file_is_named_in_one_error(data, message):
     if data is None:
-        data = png(ink_on_paper("RGBA"))[:60]
+        data = png_bytes(ink_on_paper("RGBA"))[:60]
     with pytest.raises(FewShotError, match=message):
         prepare_image(data, DRAWING, "x.png")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pixels_support import SIZE, flat_protonet, image
+from pixels_support import SIZE, distance, flat_protonet, image
 from synthetic import make_dataset
 
 from fewshot.errors import BusyError, FewShotError, NotFoundError
@@ -272,7 +272,8 @@ def test_the_index_rebuilt_from_sqlite_gives_the_answers_kept_as_the_gallery_cha
         g.add("c", [image(250)])
         kept = answers(g, queries) + answers(g, queries, "example")
         means = {"a": 30, "b": 120, "c": 250}
-        assert [d for _, d in kept[1]] == pytest.approx(sorted(distance_to(70, v) for v in means.values()), rel=1e-5)
+        expected = sorted(distance(image(70), image(v)) for v in means.values())
+        assert [d for _, d in kept[1]] == pytest.approx(expected, rel=1e-5)
     assert index_files(path)
     for f in index_files(path):
         f.unlink()
@@ -285,7 +286,7 @@ def test_the_index_rebuilt_from_sqlite_gives_the_answers_kept_as_the_gallery_cha
     with Gallery.open(path) as g:  # the index file written on close
         assert_same(answers(g, queries), changed)
         assert [m.distance for m in g.recognise([image(30)], top=3)[0].top if m.name in "ab"] == pytest.approx(
-            sorted([distance_to(30, 30), distance_to(30, 140)]), rel=1e-5, abs=1e-6)  # a: (0 + 60) / 2
+            [0.0, distance(image(30), image(140))], rel=1e-5, abs=1e-6)  # a's mean: (0 + 60) / 2
     assert index_files(path)
     monkeypatch.setattr(gallery_module, "EXACT_UP_TO", 7)
     for f in index_files(path):
@@ -298,11 +299,6 @@ def test_the_index_rebuilt_from_sqlite_gives_the_answers_kept_as_the_gallery_cha
     with Gallery.open(path) as g:  # 8 examples: rebuilt approximate
         assert g.info()["index"] == "HNSW (approximate)"
         assert answers(g, queries)[1][0][0] == "a"
-
-
-def distance_to(query: int, mean: float) -> float:
-    """The distance of a uniform image of value ``query`` from a uniform image of value ``mean``."""
-    return SIZE * SIZE * ((query - mean) / 255) ** 2
 
 
 def test_an_index_file_of_another_gallery_or_a_later_state_is_not_trusted(tmp_path):
@@ -420,7 +416,7 @@ def test_another_connection_catches_up_with_a_dropped_class_and_an_add_at_once(t
         assert other.info()["classes"] == 2 and [c.name for c in other.classes()] == ["b", "c"]
         answer = other.recognise([image(120)], top=3)[0]
         assert [m.name for m in answer.top] == ["b", "c"]
-        assert answer.top[0].distance == pytest.approx(distance_to(120, 120), abs=1e-6)
+        assert answer.top[0].distance == pytest.approx(distance(image(120), image(120)), abs=1e-6)
         g.reembed(flat_protonet(n_way=4))
         with pytest.raises(FewShotError, match=f"^{path} was moved to another model by another process; open it "
                                                "again$"):
@@ -504,4 +500,5 @@ def test_a_class_added_and_removed_between_two_looks_of_another_connection_is_ne
         g.remove_example(2)  # and a loses an example
         assert [c.name for c in other.classes()] == ["a"] and other.info()["classes"] == 1
         answer = other.recognise([image(90)], top=3)[0]
-        assert [m.name for m in answer.top] == ["a"] and answer.distance == pytest.approx(distance_to(90, 0))
+        assert [m.name for m in answer.top] == ["a"]
+        assert answer.distance == pytest.approx(distance(image(90), image(0)))
