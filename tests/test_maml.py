@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from synthetic import make_dataset, write_folder
 from training_support import train_briefly
 
+from fewshot.cli.evaluate import set_test_inner_steps
 from fewshot.cli.main import main
 from fewshot.errors import FewShotError
 from fewshot.evaluation import evaluate
@@ -187,6 +188,29 @@ def test_evaluation_adapts_a_copy_and_never_changes_the_saved_weights():
         assert not method.training
 
 
+def test_test_inner_steps_can_be_changed_after_training():
+    batch = tiny().training_batches(VAL, 10, seed=2)(0)
+
+    def scores(method):
+        method.eval()
+        with torch.no_grad():
+            method.set_support(batch.support[0], batch.support_labels)
+            return method.classify(batch.query[0])
+
+    changed = tiny(test_inner_steps=1)
+    changed.set_test_inner_steps(4)
+    assert torch.equal(scores(changed), scores(tiny(test_inner_steps=4)))
+    assert not torch.allclose(scores(changed), scores(tiny(test_inner_steps=1)))
+    lslr = tiny(inner_steps=2, learn_inner_lr="per-layer-per-step")
+    with pytest.raises(FewShotError, match="pass test_inner_steps <= 2"):
+        lslr.set_test_inner_steps(3)
+    with pytest.raises(FewShotError, match="test_inner_steps must be a positive integer"):
+        changed.set_test_inner_steps(0)
+    assert lslr.test_inner_steps == 2 and changed.test_inner_steps == 4
+    with pytest.raises(FewShotError, match="runs/proto is a protonet run, which takes none: leave it out"):
+        set_test_inner_steps(METHODS.get("protonet")(build_encoder("conv4", 1, 8, hidden=3)), 3, "runs/proto")
+
+
 def test_bad_options_say_what_to_pass():
     encoder = build_encoder("conv4_strided", 1, 8, hidden=3)
     for options, message in (({"inner_steps": 0}, "inner_steps must be a positive integer"),
@@ -234,7 +258,11 @@ def test_command_line_train_then_evaluate(folder, tmp_path, monkeypatch):
                  "--no-progress"]) == 0
     assert main(["evaluate", str(run), "--ways", "3", "--shots", "1", "--queries", "2", "--episodes", "4",
                  "--transductive-batch-norm", "--no-progress"]) == 0
-    figures = json.loads((run / "evaluation.json").read_text())["folder/0-7/8-10/11-13/test"]
+    assert main(["evaluate", str(run), "--ways", "3", "--shots", "1", "--queries", "2", "--episodes", "4",
+                 "--test-inner-steps", "5", "--no-progress"]) == 0
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    figures = evaluation["folder/0-7/8-10/11-13/test"]
     assert set(figures) == {"3-way 1-shot", "3-way 1-shot transductive"}
+    assert set(evaluation["folder/0-7/8-10/11-13/test 5 test steps"]) == {"3-way 1-shot"}
     after = load_file(str(run / MODEL_FILE))
     assert all(torch.equal(saved[k], after[k]) for k in saved)

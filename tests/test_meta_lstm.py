@@ -227,11 +227,14 @@ def test_command_line_train_then_evaluate(folder, tmp_path, monkeypatch, capsys)
     args = ["evaluate", str(run), "--ways", "3", "--shots", "1", "2", "--queries", "2", "--episodes", "6",
             "--no-progress"]
     assert main(args) == 0
-    figures = json.loads((run / "evaluation.json").read_text())[f"folder/0-7/8-10/11-13/test"]
+    figures = json.loads((run / "evaluation.json").read_text())["folder/0-7/8-10/11-13/test"]
     assert set(figures) == {"3-way 1-shot", "3-way 2-shot"}
     assert main(args) == 0
-    again = json.loads((run / "evaluation.json").read_text())[f"folder/0-7/8-10/11-13/test"]
+    again = json.loads((run / "evaluation.json").read_text())["folder/0-7/8-10/11-13/test"]
     assert again["3-way 2-shot"]["mean"] == figures["3-way 2-shot"]["mean"]
+    assert main([*args[:-1], "--test-inner-steps", "1", "--no-progress"]) == 0
+    fewer = json.loads((run / "evaluation.json").read_text())["folder/0-7/8-10/11-13/test 1 test steps"]
+    assert set(fewer) == {"3-way 1-shot", "3-way 2-shot"}
     after = load_file(str(run / MODEL_FILE))
     assert all(torch.equal(saved[k], after[k]) for k in saved)
     capsys.readouterr()

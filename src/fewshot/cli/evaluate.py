@@ -66,6 +66,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="refine the prototypes by N soft k-means steps on each episode's unlabelled queries "
                              "(Ren et al. 2018; prototype methods: protonet, metric, triplet, transfer with "
                              "nearest_mean); transductive, saved as '... refined N steps' (default: 0, none)")
+    parser.add_argument("--test-inner-steps", type=int, metavar="N",
+                        help="methods with an inner loop (maml, meta_lstm): take N gradient steps (updates) on each "
+                             "support set instead of the run's test_inner_steps; saved under '... N test steps'")
     parser.add_argument("--ensemble", nargs="+", metavar="RUN", default=[],
                         help="average the class probabilities of RUN and these runs (trained on the same dataset at "
                              "the same image size); saved as '... ensemble of N'")
@@ -93,6 +96,8 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
         raise FewShotError("--queries and --episodes must be at least 1")
     device = group.use_device(args.device)
     method, config = load_run(args.run_dir, device)
+    if args.test_inner_steps is not None:
+        set_test_inner_steps(method, args.test_inner_steps, args.run_dir)
     if args.dataset:
         config.dataset, config.split = args.dataset, args.split
     elif args.split:
@@ -132,6 +137,8 @@ def evaluate_run(args: argparse.Namespace, group: Group) -> int:
     key = f"{config.dataset}/{config.split}/{args.partition}"
     if args.head:
         key += f" {args.head} head" + (f" ridge {args.head_ridge:g}" if args.head_ridge != 1.0 else "")
+    if args.test_inner_steps is not None:
+        key += f" {args.test_inner_steps} test steps"
     if args.ensemble:
         key += f" ensemble of {1 + len(args.ensemble)}"
     if group.is_main:
@@ -165,10 +172,20 @@ def ensemble_members(args: argparse.Namespace, config: RunConfig, device: torch.
             raise FewShotError(f"{run_dir} takes {shape[0]}-channel {shape[1]}x{shape[1]} images and {args.run_dir} "
                                f"{expected[0]}-channel {expected[1]}x{expected[1]}: an ensemble's runs must take the "
                                f"same images")
+        if args.test_inner_steps is not None:
+            set_test_inner_steps(member, args.test_inner_steps, run_dir)
         if args.head:
             member = with_head(member, args.head, args.head_ridge)
         members.append(member)
     return members
+
+
+def set_test_inner_steps(method: Method, steps: int, run_dir: str) -> None:
+    """``--test-inner-steps``: the gradient steps an inner-loop method takes on each support set at test time."""
+    if not hasattr(method, "set_test_inner_steps"):
+        raise FewShotError(f"--test-inner-steps sets the gradient steps a method takes on each support set at test "
+                           f"time (maml, meta_lstm); {run_dir} is a {method.name} run, which takes none: leave it out")
+    method.set_test_inner_steps(steps)
 
 
 def save_results(path: Path, key: str, results: list[EvaluationResult]) -> None:

@@ -159,8 +159,8 @@ class MAML(EpisodicMethod):
     ) -> None:
         super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until, within_alphabet)
         test_inner_steps = inner_steps if test_inner_steps is None else test_inner_steps
-        check_positive_integers("maml", inner_steps=inner_steps, test_inner_steps=test_inner_steps,
-                                msl_anneal_episodes=msl_anneal_episodes, vmap_tasks=vmap_tasks, n_way=n_way)
+        check_positive_integers("maml", inner_steps=inner_steps, msl_anneal_episodes=msl_anneal_episodes,
+                                vmap_tasks=vmap_tasks, n_way=n_way)
         if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or inner_lr <= 0:
             raise FewShotError(f"maml option inner_lr must be a positive number (the paper: 0.4 at 5-way, 0.1 at "
                                f"20-way), got {inner_lr!r}")
@@ -169,10 +169,6 @@ class MAML(EpisodicMethod):
         if learn_inner_lr not in LEARN_INNER_LR:
             raise FewShotError(f"maml option learn_inner_lr must be none, per-layer-per-step (MAML++) or "
                                f"per-parameter (Meta-SGD), got {learn_inner_lr!r}")
-        if learn_inner_lr == "per-layer-per-step" and test_inner_steps > inner_steps:
-            raise FewShotError(f"per-layer-per-step learns a rate for each of the {inner_steps} training steps and has "
-                               f"none for step {inner_steps + 1}: pass test_inner_steps <= {inner_steps} "
-                               f"(--test-inner-steps), or learn_inner_lr per-parameter")
         if multi_step_loss and inner_steps == 1:
             raise FewShotError("multi_step_loss weighs the query loss after each inner step, and with inner_steps 1 "
                                "there is one: pass inner_steps > 1 (--inner-steps), or leave multi_step_loss off")
@@ -180,8 +176,9 @@ class MAML(EpisodicMethod):
         if not isinstance(features, int):
             raise FewShotError("maml needs an encoder with an out_features attribute, the input size of the learner's "
                                "output layer: use --encoder conv4_strided (the paper's) or conv4")
-        self.inner_steps, self.test_inner_steps, self.inner_lr = inner_steps, test_inner_steps, float(inner_lr)
+        self.inner_steps, self.inner_lr = inner_steps, float(inner_lr)
         self.first_order, self.adapt, self.learn_inner_lr = first_order, adapt, learn_inner_lr
+        self.set_test_inner_steps(test_inner_steps)
         self.multi_step_loss, self.msl_anneal_episodes = multi_step_loss, msl_anneal_episodes
         self.transductive, self.vmap_tasks = transductive, vmap_tasks
         self.head = nn.Linear(features, n_way)
@@ -196,6 +193,15 @@ class MAML(EpisodicMethod):
             self.inner_rates = nn.ParameterList([nn.Parameter(torch.full(s, self.inner_lr)) for s in shapes])
         self._norms = batch_norms(encoder)
         self._adapted: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None
+
+    def set_test_inner_steps(self, steps: int) -> None:
+        """Take ``steps`` inner steps on each support set at test time (``fewshot evaluate --test-inner-steps``)."""
+        check_positive_integers("maml", test_inner_steps=steps)
+        if self.learn_inner_lr == "per-layer-per-step" and steps > self.inner_steps:
+            raise FewShotError(f"per-layer-per-step learns a rate for each of the {self.inner_steps} training steps and "
+                               f"has none for step {self.inner_steps + 1}: pass test_inner_steps <= {self.inner_steps} "
+                               f"(--test-inner-steps), or learn_inner_lr per-parameter")
+        self.test_inner_steps = steps
 
     def extra_repr(self) -> str:
         return (f"inner_steps={self.inner_steps}, inner_lr={self.inner_lr}, test_inner_steps={self.test_inner_steps}, "

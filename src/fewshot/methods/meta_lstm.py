@@ -180,8 +180,6 @@ class MetaLSTM(EpisodicMethod):
     ) -> None:
         super().__init__(encoder, n_way, k_shot, n_query, distort, distort_until, within_alphabet)
         check_positive_integers("meta_lstm", inner_steps=inner_steps, hidden_size=hidden_size, n_way=n_way)
-        if test_inner_steps is not None:
-            check_positive_integers("meta_lstm", test_inner_steps=test_inner_steps)
         if isinstance(bn_momentum, bool) or not 0 < bn_momentum <= 1:
             raise FewShotError(f"meta_lstm option bn_momentum must be in (0, 1] (the authors' code: 0.9 at 1 shot, "
                                f"0.95 at 5 shots), got {bn_momentum!r}")
@@ -190,7 +188,7 @@ class MetaLSTM(EpisodicMethod):
             raise FewShotError("meta_lstm needs an encoder with an out_features attribute, the input size of the "
                                "learner's output layer: use --encoder conv4")
         self.inner_steps, self.hidden_size, self.bn_momentum = inner_steps, hidden_size, bn_momentum
-        self.test_inner_steps = inner_steps if test_inner_steps is None else test_inner_steps
+        self.set_test_inner_steps(inner_steps if test_inner_steps is None else test_inner_steps)
         self.head = nn.Linear(features, n_way)
         self.meta_learner = MetaLearnerLSTM(hidden_size)
         self._norms = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -203,6 +201,12 @@ class MetaLSTM(EpisodicMethod):
         self._learner_names = [n for n, _ in learner]
         self._learner_shapes = [p.shape for _, p in learner]
         self._adapted: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
+
+    def set_test_inner_steps(self, steps: int) -> None:
+        """Update the learner ``steps`` times on each support set at test time (``fewshot evaluate
+        --test-inner-steps``)."""
+        check_positive_integers("meta_lstm", test_inner_steps=steps)
+        self.test_inner_steps = steps
 
     def extra_repr(self) -> str:
         return (f"inner_steps={self.inner_steps}, test_inner_steps={self.test_inner_steps}, "
