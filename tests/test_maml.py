@@ -208,7 +208,7 @@ def test_test_inner_steps_can_be_changed_after_training():
         changed.set_test_inner_steps(0)
     assert lslr.test_inner_steps == 2 and changed.test_inner_steps == 4
     with pytest.raises(FewShotError, match="runs/proto is a protonet run, which takes none: leave it out"):
-        set_test_inner_steps(METHODS.get("protonet")(build_encoder("conv4", 1, 8, hidden=3)), 3, "runs/proto")
+        set_test_inner_steps(METHODS.get("protonet")(build_encoder("conv4", 1, 16, hidden=3)), 3, "runs/proto")
 
 
 def test_bad_options_say_what_to_pass():
