@@ -7,7 +7,7 @@ commit. This script parses those lines and draws, under docs/images/:
   recipe of commits d2518d5 and 6679140, and the config's recipe of commit d4ead8b) beside every
   recorded easyfsl 1.5.0 run, on the same CPU;
 - methods_5way_20way.png: the 5-way and 20-way, 1-shot and 5-shot figures of every method, the
-  runs behind the README's results table;
+  runs behind the results table (docs/results.md);
 - mann_by_instance.png: the MANN recipe's accuracy by instance with 1 and 4 views (commit a6b6b74),
   the paper's LRUA (commit 73b5a41) and the LSTM baseline (commit c8d5514), Santoro et al.'s points;
 - gallery_latency.png: the gallery's latency against its size (commit 84b3d45).
