@@ -136,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.lr_schedule == "cosine" and args.steps == parser.get_default("steps"):
         parser.error("--lr-schedule cosine anneals to 0 at --steps: pass --steps, about the batches --minutes "
-                     "allows (about 300 a minute on one thread of a 2-core Xeon)")
+                     "allows (300 to 450 a minute on one thread of a 2-core Xeon)")
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
