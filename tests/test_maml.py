@@ -18,7 +18,7 @@ from fewshot.methods.maml import MAML, Tasks, step_weights
 from fewshot.nets import build_encoder
 from fewshot.runs import MODEL_FILE, build_method, load_run, load_weights
 from fewshot.training.config import RunConfig
-from fewshot.training.trainer import Trainer
+from fewshot.training.trainer import Trainer, validation_accuracy
 
 DATA = make_dataset(n_classes=16, per_class=8, size=8, seed=3)
 TRAIN, VAL = DATA.subset(range(10)), DATA.subset(range(10, 16))
@@ -266,3 +266,25 @@ def test_command_line_train_then_evaluate(folder, tmp_path, monkeypatch):
     assert set(evaluation["folder/0-7/8-10/11-13/test 5 test steps"]) == {"3-way 1-shot"}
     after = load_file(str(run / MODEL_FILE))
     assert all(torch.equal(saved[k], after[k]) for k in saved)
+
+
+def test_validation_on_the_transductive_rule_scores_what_the_transductive_test_scores():
+    """``val_transductive``: the trainer validates as ``evaluate --transductive-batch-norm`` tests, so a model
+    trained with ``--transductive`` is chosen by the rule it is tested by."""
+    method = tiny(transductive=True)
+    config = RunConfig(method="maml", val_way=3, val_shot=2, val_query=2, val_episodes=6, val_transductive=True)
+    scored = validation_accuracy(method, VAL, config)
+    plain = evaluate(method, VAL, n_way=3, k_shot=2, n_query=2, n_episodes=6, progress=False).mean
+    transductive = evaluate(method, VAL, n_way=3, k_shot=2, n_query=2, n_episodes=6, progress=False,
+                            transductive=True).mean
+    assert scored == transductive
+    assert validation_accuracy(method, VAL, RunConfig(method="maml", val_way=3, val_shot=2, val_query=2,
+                                                      val_episodes=6)) == plain
+    assert plain != transductive
+
+
+def test_transductive_validation_is_refused_for_a_method_without_batch_norm(tmp_path):
+    config = RunConfig(method="protonet", encoder="flatten", image_size=8, val_way=3, val_query=3, val_transductive=True,
+                       options=dict(n_way=3, k_shot=1, n_query=2))
+    with pytest.raises(FewShotError, match="has no batch norm .* drop --val-transductive"):
+        Trainer(build_method(config, (1, 8, 8)), config, TRAIN, VAL, tmp_path, progress=False)

@@ -118,7 +118,8 @@ class MAML(EpisodicMethod):
             annealed towards the last step over msl_anneal_episodes training episodes.
         msl_anneal_episodes: training episodes over which multi_step_loss's weights anneal.
         transductive: in training, normalise the queries with their own batch statistics, as Finn et al. did
-            (default: with the support set's); test such a model with ``evaluate --transductive-batch-norm``.
+            (default: with the support set's); validate such a model with ``val_transductive`` and test it with
+            ``evaluate --transductive-batch-norm``.
         vmap_tasks: episodes per training batch, their losses taken together by torch.func.vmap; the meta-batch
             is vmap_tasks x the trainer's episodes_per_step (1: no vmap, the trainer's loop makes it).
 

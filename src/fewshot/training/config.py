@@ -71,6 +71,8 @@ class RunConfig:
     val_shot: int = _opt(1, "support examples per class in validation episodes")
     val_query: int = _opt(15, "queries per class in validation episodes")
     val_episodes: int = _opt(500, "validation episodes")
+    val_transductive: bool = _opt(False, "validate with batch norm on each batch's statistics, the queries on their "
+                                         "own (transductive), for a model trained so (maml --transductive)")
     checkpoint_every: int = _opt(200, "write a resumable checkpoint every this many steps")
     time_limit: float | None = _opt(None, "stop training after this many minutes (wall clock)")
     seed: int = _opt(0, "random seed: episodes and initial weights")

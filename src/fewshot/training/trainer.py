@@ -94,7 +94,7 @@ def validation_accuracy(method: Method, dataset: ImageDataset, config: RunConfig
         return evaluate_instances(method, dataset, n_episodes=config.val_episodes, seed=config.seed,
                                   progress=False).overall
     return evaluate(method, dataset, config.val_way, config.val_shot, config.val_query, config.val_episodes,
-                    config.seed, progress=False).mean
+                    config.seed, progress=False, transductive=config.val_transductive).mean
 
 
 class Trainer:
@@ -130,6 +130,11 @@ class Trainer:
             check_tracker(config.tracker)
         if val_set is not None and config.val_every and not method.evaluates_by_instance:
             val_set.check_episode(config.val_way, config.val_shot, config.val_query)
+        if config.val_transductive and (method.evaluates_by_instance or not any(
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in method.modules())):
+            raise FewShotError(f"val_transductive changes how batch norm normalises validation episodes, and "
+                               f"{config.method} has no batch norm or is validated by instance: drop "
+                               f"--val-transductive")
         self.model = wrap_for_training(self.method, self.group, config.sync_bn)
         self.optimizer = make_optimizer(method, config)
         self.scheduler = make_scheduler(self.optimizer, config)
