@@ -167,7 +167,8 @@ def main() -> None:
     best = {s: max(results[c][s]["acc"] for c in results) for s in TARGETS}
     print(json.dumps({
         "benchmark": "transfer_omniglot", "split": args.split, "head": args.head, "minutes": args.minutes,
-        "lr_schedule": args.lr_schedule, "steps": args.steps, "seed": args.seed, "torch_threads": torch.get_num_threads(), "bf16": args.bf16, "training": training,
+        "lr_schedule": args.lr_schedule, "steps": args.steps, "seed": args.seed,
+        "torch_threads": torch.get_num_threads(), "bf16": args.bf16, "training": training,
         "options": config.options, "test_classes": test_set.num_classes, "episodes": args.episodes,
         "results": results, "head_fitting_ms_per_episode": fitting, "refine_steps": args.refine,
         "refinement_transfer_nearest_mean": refined_transfer,

@@ -37,6 +37,7 @@ from fewshot.evaluation.evaluator import evaluate
 from fewshot.evaluation.instances import evaluate_instances
 from fewshot.files import atomic_write_text
 from fewshot.methods.base import Method
+from fewshot.nets.support_norm import batch_norms
 from fewshot.training.checkpoint import parse_checkpoint, read_checkpoint, save_checkpoint, save_weights
 from fewshot.training.config import RunConfig
 from fewshot.training.distributed import wrap_for_training
@@ -130,8 +131,7 @@ class Trainer:
             check_tracker(config.tracker)
         if val_set is not None and config.val_every and not method.evaluates_by_instance:
             val_set.check_episode(config.val_way, config.val_shot, config.val_query)
-        if config.val_transductive and (method.evaluates_by_instance or not any(
-                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in method.modules())):
+        if config.val_transductive and (method.evaluates_by_instance or not batch_norms(method)):
             raise FewShotError(f"val_transductive changes how batch norm normalises validation episodes, and "
                                f"{config.method} has no batch norm or is validated by instance: drop "
                                f"--val-transductive")
