@@ -8,6 +8,9 @@ commit. This script parses those lines and draws, under docs/images/:
   recorded easyfsl 1.5.0 run, on the same CPU;
 - methods_5way_20way.png: the 5-way and 20-way, 1-shot and 5-shot figures of every method, the
   runs behind the results table (docs/results.md);
+- meta_learning_hour.png: what an hour of training on one thread gives each meta-learning method
+  (Vinyals split, 5-way and 20-way, 1-shot and 5-shot, the queries normalised by the support's
+  statistics) beside Baseline++ and the paper's transductive MAML figures;
 - mann_by_instance.png: the MANN recipe's accuracy by instance with 1 and 4 views (commit a6b6b74),
   the paper's LRUA (commit 73b5a41) and the LSTM baseline (commit c8d5514), Santoro et al.'s points;
 - gallery_latency.png: the gallery's latency against its size (commit 84b3d45).
@@ -128,6 +131,37 @@ def method_bars(records: list[Record], out: Path) -> None:
                 out, size=(14, 5), title="Every method on the same 1,000 test episodes per setting")
 
 
+def evaluation(records: list[Record], heading: str, key: str = "omniglot/vinyals/test") -> dict[str, Any]:
+    """The one recorded ``fewshot evaluate`` result under a heading containing ``heading``."""
+    found = [r.data[key] for r in records if key in r.data and heading in f"{r.section} {r.run}"]
+    if len(found) != 1:
+        raise FewShotError(f"expected 1 recorded evaluation {key!r} under a heading with {heading!r}, found "
+                           f"{len(found)}; docs/benchmarks.md changed, update benchmarks/figures.py")
+    return found[0]
+
+
+def meta_learning_hour(records: list[Record], out: Path) -> None:
+    def plain(heading: str, key: str = "omniglot/vinyals/test") -> dict[str, float]:
+        result = evaluation(records, heading, key)
+        return {s: 100 * result[LABELS[s]]["mean"] for s in SETTINGS if LABELS[s] in result}
+
+    transfer = pick(records, "transfer_omniglot", "52a8bee")[0].data["results"]["nearest_mean"]
+    methods = [("MAML", plain("MAML, second order, 5-way 1-shot, Vinyals") |
+                plain("MAML, second order, 20-way 1-shot, Vinyals")),
+               ("first-order MAML", plain("First-order MAML, 5-way 1-shot, Vinyals") |
+                plain("First-order MAML, 20-way 1-shot, Vinyals")),
+               ("MAML++ (LSLR, MSL, cosine)", plain("MAML++, 20-way 1-shot, Vinyals")),
+               ("ANIL, 25 test steps", plain("Second attempts for ANIL", "omniglot/vinyals/test 25 test steps")),
+               ("Meta-SGD, 3 test steps", plain("Second attempts for ANIL", "omniglot/vinyals/test 3 test steps")),
+               ("Meta-LSTM", plain("Meta-LSTM, 5-way 1-shot, Vinyals")),
+               ("Baseline++ (transfer)", {s: transfer[s]["acc"] for s in SETTINGS}),
+               ("Finn et al. 2017, MAML, transductive", dict(zip(SETTINGS, (98.7, 99.9, 95.8, 98.9))))]
+    series = [Series(label, [figures.get(s) for s in SETTINGS]) for label, figures in methods]
+    draw_panels([Panel("Omniglot, Vinyals split, 1,000 test episodes per setting", "", "accuracy (%)", series,
+                       [LABELS[s] for s in SETTINGS], ylim=(70, 100))], out, size=(14, 5),
+                title="Meta-learning: an hour of training on one CPU thread each")
+
+
 def mann_by_instance(records: list[Record], out: Path) -> None:
     x = [int(k[:-2]) for k in INSTANCES]
     recipe = pick(records, "mann_omniglot", "a6b6b74", lambda d: d["seed"] == 2)[0].data
@@ -186,7 +220,8 @@ def main() -> None:
     args = parser.parse_args()
     records = read_records(args.log)
     for name, draw in (("protonet_vs_easyfsl", protonet_vs_easyfsl), ("methods_5way_20way", method_bars),
-                       ("mann_by_instance", mann_by_instance), ("gallery_latency", gallery_latency)):
+                       ("meta_learning_hour", meta_learning_hour), ("mann_by_instance", mann_by_instance),
+                       ("gallery_latency", gallery_latency)):
         draw(records, args.out / f"{name}.png")
         print(args.out / f"{name}.png")
     if args.umap_run:

@@ -122,4 +122,5 @@ def test_benchmark_figures_draw_from_the_recorded_runs(tmp_path):
     subprocess.run([sys.executable, str(root / "benchmarks" / "figures.py"), "--out", str(tmp_path)], check=True,
                    capture_output=True)
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
-        "gallery_latency.png", "mann_by_instance.png", "methods_5way_20way.png", "protonet_vs_easyfsl.png"]
+        "gallery_latency.png", "mann_by_instance.png", "meta_learning_hour.png", "methods_5way_20way.png",
+        "protonet_vs_easyfsl.png"]
