@@ -76,7 +76,7 @@ def pick(records: list[Record], benchmark: str, heading: str = "", where: Callab
 
 
 def protonet_vs_easyfsl(records: list[Record], out: Path) -> None:
-    lake = lambda d: d["split"] == "lake"  # noqa: E731
+    lake = lambda d: d["split"] == "lake"
     fewshot_runs = [("the recipe, seed 0 (d2518d5)", pick(records, "omniglot_protonet", "d2518d5", lake)[0]),
                     ("the recipe, seed 1 (6679140)", pick(records, "omniglot_protonet", "6679140", lake)[0]),
                     ("the config's recipe (d4ead8b)", pick(records, "omniglot_protonet", "d4ead8b", lake)[0])]
