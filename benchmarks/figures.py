@@ -64,15 +64,21 @@ def read_records(log: Path) -> list[Record]:
     return records
 
 
+def under(records: list[Record], heading: str, where: Callable[[dict], bool], what: str,
+          count: int = 1) -> list[Record]:
+    """The ``count`` records whose headings contain ``heading`` and that satisfy ``where`` (``what`` names them)."""
+    found = [r for r in records if heading in f"{r.section} {r.run}" and where(r.data)]
+    if len(found) != count:
+        raise FewShotError(f"expected {count} recorded {what} under a heading with {heading!r}, found {len(found)}; "
+                           f"docs/benchmarks.md changed, update benchmarks/figures.py")
+    return found
+
+
 def pick(records: list[Record], benchmark: str, heading: str = "", where: Callable[[dict], bool] = lambda d: True,
          count: int = 1) -> list[Record]:
     """The ``count`` records of ``benchmark`` whose headings contain ``heading`` and that satisfy ``where``."""
-    found = [r for r in records if r.data.get("benchmark") == benchmark and heading in f"{r.section} {r.run}"
-             and where(r.data)]
-    if len(found) != count:
-        raise FewShotError(f"expected {count} recorded {benchmark} run(s) under a heading with {heading!r}, "
-                           f"found {len(found)}; docs/benchmarks.md changed, update benchmarks/figures.py")
-    return found
+    return under(records, heading, lambda d: d.get("benchmark") == benchmark and where(d), f"{benchmark} run(s)",
+                 count)
 
 
 def protonet_vs_easyfsl(records: list[Record], out: Path) -> None:
@@ -132,12 +138,8 @@ def method_bars(records: list[Record], out: Path) -> None:
 
 
 def evaluation(records: list[Record], heading: str, key: str = "omniglot/vinyals/test") -> dict[str, Any]:
-    """The one recorded ``fewshot evaluate`` result under a heading containing ``heading``."""
-    found = [r.data[key] for r in records if key in r.data and heading in f"{r.section} {r.run}"]
-    if len(found) != 1:
-        raise FewShotError(f"expected 1 recorded evaluation {key!r} under a heading with {heading!r}, found "
-                           f"{len(found)}; docs/benchmarks.md changed, update benchmarks/figures.py")
-    return found[0]
+    """The one recorded ``fewshot evaluate`` result ``key`` under a heading containing ``heading``."""
+    return under(records, heading, lambda d: key in d, f"evaluation {key!r}")[0].data[key]
 
 
 def meta_learning_hour(records: list[Record], out: Path) -> None:
